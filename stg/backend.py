@@ -1,0 +1,235 @@
+"""The one loaded model: `Backend.load`, then `generate` (one panel) and `compare` (two panels, one run)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import diffusers
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from . import families, presets
+from .denoiser import GuidedDenoiser
+from .families import Family
+from .guidance import Guidance
+from .perturb import install
+
+MAX_PROMPT_CHARS = 2000
+MAX_SEED = 2**32 - 1
+
+
+@dataclass
+class Video:
+    """One generated panel: uint8 frames [frames, height, width, 3] and what reproduces it."""
+
+    frames: np.ndarray
+    fps: int
+    seed: int
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request with every None resolved to the preset default."""
+
+    prompt: str
+    negative_prompt: str
+    image: object
+    seed: int
+    steps: int
+    num_frames: int
+    height: int
+    width: int
+
+
+def _default_device_dtype(device, dtype):
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype is None:
+        dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    elif isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    return torch.device(device), dtype
+
+
+def _check_int(field: str, value, low: int, high: int, rule: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
+        isinstance(value, float) and value.is_integer()
+    ):
+        raise ValueError(f"{field} must be an integer in [{low}, {high}]{rule}, got {value!r}")
+    value = int(value)
+    if not low <= value <= high:
+        raise ValueError(f"{field} must be in [{low}, {high}]{rule}, got {value}")
+    return value
+
+
+class Backend:
+    """Holds one pipeline; requests never change it (perturbation is per call, per batch row)."""
+
+    def __init__(self, pipe: DiffusionPipeline, family: Family, preset: presets.Preset, model: str):
+        self.pipe = pipe
+        self.family = family
+        self.preset = preset
+        self.model = model
+        self.image_to_video = family.pipelines[type(pipe).__name__]
+        self.depth = len(family.blocks.blocks(pipe.transformer))
+        # Fast tokenizers raise 'Already borrowed' when two threads encode at once.
+        self._encode_lock = threading.Lock()
+        install(pipe.transformer, family.blocks)
+
+    @classmethod
+    def load(cls, model: str, device=None, dtype=None, *, offload: bool = False, vae_tiling: bool = False) -> "Backend":
+        """model: a preset key, a hub id, or a local diffusers pipeline folder."""
+        device, dtype = _default_device_dtype(device, dtype)
+        preset = presets.get(model)
+        if preset is not None:
+            if preset.is_tiny:
+                from . import tiny  # builds random-weight models; only the offline presets need it
+
+                source = str(tiny.cached(preset.tiny))
+            else:
+                source = preset.source
+            class_name = preset.pipeline
+        else:
+            source = model
+            try:
+                class_name = DiffusionPipeline.load_config(model)["_class_name"]
+            except Exception as error:
+                raise ValueError(
+                    f"model: {model!r} is neither a preset ({', '.join(presets.all_presets())}) nor a loadable "
+                    f"diffusers pipeline folder or hub id ({error})"
+                ) from None
+        family = families.for_pipeline(class_name)
+        if preset is None:
+            preset = presets.for_pipeline(class_name)
+        pipe = getattr(diffusers, class_name).from_pretrained(source, torch_dtype=dtype)
+        if offload and device.type == "cuda":
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        if vae_tiling and hasattr(pipe.vae, "enable_tiling"):
+            pipe.vae.enable_tiling()
+        return cls(pipe, family, preset, model)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe._execution_device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipe.transformer.dtype
+
+    # -- requests ---------------------------------------------------------------------------------
+    def check(self, prompt, guidances: Sequence[Guidance], *, negative_prompt="", image=None, seed=0, steps=None,
+              num_frames=None, height=None, width=None) -> Request:
+        """Validate everything and fill defaults from the preset; raises ValueError naming the field."""
+        defaults, limits = self.preset.defaults, self.preset.limits
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("prompt must be a non-empty text")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt is too long: at most {MAX_PROMPT_CHARS} characters, got {len(prompt)}")
+        if negative_prompt is None:
+            negative_prompt = ""
+        if not isinstance(negative_prompt, str) or len(negative_prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"negative_prompt must be a text of at most {MAX_PROMPT_CHARS} characters")
+        for g in guidances:
+            if not isinstance(g, Guidance):
+                raise ValueError(f"guidance must be a stg.Guidance, got {type(g).__name__}")
+            g.check_depth(self.depth)
+        if self.image_to_video and image is None:
+            raise ValueError("image is required: this model makes video from an image")
+        if not self.image_to_video and image is not None:
+            raise ValueError("image is not accepted: this model makes video from text only")
+        seed = _check_int("seed", seed, 0, MAX_SEED)
+        steps = _check_int("steps", defaults["steps"] if steps is None else steps, limits["steps"]["min"], limits["steps"]["max"])
+        frames_rule = limits["num_frames"]
+        num_frames = _check_int(
+            "num_frames", defaults["num_frames"] if num_frames is None else num_frames, frames_rule["min"],
+            frames_rule["max"], f" and of the form {frames_rule['step']}n+1",
+        )
+        if (num_frames - 1) % frames_rule["step"]:
+            raise ValueError(f"num_frames must be of the form {frames_rule['step']}n+1 in [{frames_rule['min']}, {frames_rule['max']}], got {num_frames}")
+        sizes = {}
+        for name, value in (("height", height), ("width", width)):
+            rule = limits[name]
+            sizes[name] = _check_int(name, defaults[name] if value is None else value, rule["min"], rule["max"],
+                                     f" and a multiple of {rule['multiple']}")
+            if sizes[name] % rule["multiple"]:
+                raise ValueError(f"{name} must be a multiple of {rule['multiple']} in [{rule['min']}, {rule['max']}], got {sizes[name]}")
+        return Request(prompt, negative_prompt, image, seed, steps, num_frames, sizes["height"], sizes["width"])
+
+    def run(self, prompt: str, guidances: Sequence[Guidance], *, callback: Callable[[int, int], None] | None = None,
+            share_prefix: bool = True, max_rows: int | None = None, **options) -> list[Video]:
+        """One denoising run carrying one panel per guidance, all from the same initial noise."""
+        request = self.check(prompt, guidances, **options)
+        panels = len(guidances)
+        pipe = self.pipe
+        with self._encode_lock, torch.no_grad():
+            positive, negative = self.family.encode(pipe, request.prompt, request.negative_prompt)
+        denoiser = GuidedDenoiser(pipe.transformer, self.family, guidances, negative, request.steps,
+                                  share_prefix=share_prefix, max_rows=max_rows)
+        components = {**pipe.components, "transformer": denoiser,
+                      "scheduler": type(pipe.scheduler).from_config(pipe.scheduler.config)}
+        request_pipe = type(pipe)(**components)
+        request_pipe.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+
+        def on_step_end(_pipe, step, _timestep, _tensors):
+            if callback is not None:
+                callback(step + 1, request.steps)
+            return {}
+
+        kwargs = {k: torch.cat([v] * panels) for k, v in positive.items()}
+        if self.family.has_cfg_pass:
+            kwargs["guidance_scale"] = 1.0  # the denoiser does CFG; the pipeline must not
+        else:
+            kwargs["guidance_scale"] = guidances[0].cfg_scale
+        if self.image_to_video:
+            kwargs["image"] = [request.image] * panels
+        output = request_pipe(
+            **kwargs,
+            num_inference_steps=request.steps,
+            num_frames=request.num_frames,
+            height=request.height,
+            width=request.width,
+            generator=[torch.Generator("cpu").manual_seed(request.seed) for _ in range(panels)],
+            output_type="np",
+            callback_on_step_end=on_step_end,
+        )
+        frames = np.asarray(output.frames)
+        return [
+            Video(frames=(np.clip(frames[j], 0, 1) * 255).round().astype(np.uint8), fps=self.preset.fps,
+                  seed=request.seed, settings=self.settings(request, g))
+            for j, g in enumerate(guidances)
+        ]
+
+    def generate(self, prompt: str, guidance: Guidance, **options) -> Video:
+        return self.run(prompt, [guidance], **options)[0]
+
+    def compare(self, prompt: str, left: Guidance, right: Guidance, **options) -> tuple[Video, Video]:
+        left_video, right_video = self.run(prompt, [left, right], **options)
+        return left_video, right_video
+
+    def settings(self, request: Request, guidance: Guidance) -> dict:
+        from . import __version__
+
+        return {
+            "model": self.model,
+            "family": self.family.name,
+            "pipeline": type(self.pipe).__name__,
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "seed": request.seed,
+            "steps": request.steps,
+            "num_frames": request.num_frames,
+            "height": request.height,
+            "width": request.width,
+            "fps": self.preset.fps,
+            "guidance": guidance.as_dict(),
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "versions": {"stg_studio": __version__, "diffusers": diffusers.__version__, "torch": torch.__version__},
+        }

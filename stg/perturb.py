@@ -1,0 +1,194 @@
+"""Per-row block perturbation (stg-r, stg-a) through diffusers hooks.
+
+Hooks are installed once, when the model is loaded, and stay inert: a call perturbs only while a
+`RowPlan` is active in its own context (a `ContextVar`), so concurrent requests on one shared model never
+see each other's settings, and nothing on the model changes per request. A plan names, per batch row,
+the mode and the blocks to perturb; unperturbed rows of the same forward pass are left as they are.
+
+A perturbed row may also name a source row (its conditional twin, same inputs): blocks before its first
+perturbed block are then computed once for both and copied, which is exact because the inputs are equal.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from diffusers.hooks import HookRegistry, ModelHook
+
+BLOCK_HOOK = "stg_block"
+ATTENTION_HOOK = "stg_attention"
+
+
+@dataclass(frozen=True)
+class BlockStack:
+    """Where STG acts in a transformer: the family's data for the hooks."""
+
+    stack: str  # attribute holding the main block list
+    attention: str  # attribute of a block holding its video self-attention
+    row_inputs: tuple[str, ...]  # block arguments that carry one entry per batch row
+    outputs: tuple[str, ...]  # block outputs, named by the input they update (dual-stream: two)
+    joint_attention: bool = False  # attention mixes text tokens in (MM-DiT): text output stays normal
+
+    def blocks(self, transformer: torch.nn.Module) -> torch.nn.ModuleList:
+        return getattr(transformer, self.stack)
+
+
+@dataclass(frozen=True)
+class RowPerturbation:
+    """How one batch row is perturbed."""
+
+    mode: str  # "stg-r" or "stg-a"
+    blocks: frozenset[int]
+    source_row: int | None = None  # row with identical inputs whose prefix blocks this row reuses
+
+    @property
+    def first_block(self) -> int:
+        return min(self.blocks)
+
+
+@dataclass(frozen=True)
+class BlockAction:
+    """What one block does to a batch: compute some rows, copy or pass through the others."""
+
+    compute: torch.Tensor  # rows the block runs on
+    gather: torch.Tensor  # for each row, its output's position among the computed rows
+    passthrough: torch.Tensor | None  # bool per row: returns its input (stg-r)
+    identity_attention: torch.Tensor | None  # bool per computed row: identity attention map (stg-a)
+
+
+@dataclass
+class RowPlan:
+    """Per-row perturbations for one forward pass; None rows are left alone."""
+
+    rows: Sequence[RowPerturbation | None]
+    _actions: dict = field(default_factory=dict, repr=False)
+
+    def action(self, index: int, device: torch.device) -> BlockAction | None:
+        if index not in self._actions:
+            self._actions[index] = self._build_action(index, device)
+        return self._actions[index]
+
+    def _build_action(self, index: int, device: torch.device) -> BlockAction | None:
+        alias, passthrough, identity = [], [], []
+        for row, p in enumerate(self.rows):
+            shares_prefix = p is not None and p.source_row is not None and index < p.first_block
+            alias.append(p.source_row if shares_prefix else row)
+            hit = p is not None and index in p.blocks
+            passthrough.append(hit and p.mode == "stg-r")
+            identity.append(hit and p.mode == "stg-a")
+        if alias == list(range(len(self.rows))) and not any(passthrough) and not any(identity):
+            return None
+        compute = [r for r, a in enumerate(alias) if a == r and not passthrough[r]]
+        position = {r: k for k, r in enumerate(compute)}
+        gather = [0 if passthrough[r] else position[alias[r]] for r in range(len(self.rows))]
+        as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+        as_bool = lambda xs: torch.tensor(xs, dtype=torch.bool, device=device) if any(xs) else None  # noqa: E731
+        return BlockAction(
+            compute=as_long(compute),
+            gather=as_long(gather),
+            passthrough=as_bool(passthrough),
+            identity_attention=as_bool([identity[r] for r in compute]),
+        )
+
+
+_PLAN: ContextVar[RowPlan | None] = ContextVar("stg_row_plan", default=None)
+_IDENTITY_ROWS: ContextVar[torch.Tensor | None] = ContextVar("stg_identity_rows", default=None)
+
+
+@contextmanager
+def perturbed(plan: RowPlan | None):
+    """Activate a plan for the forward passes run inside this block (this thread/context only)."""
+    token = _PLAN.set(plan)
+    try:
+        yield
+    finally:
+        _PLAN.reset(token)
+
+
+def _take_rows(value, rows: torch.Tensor):
+    if isinstance(value, torch.Tensor):
+        return value.index_select(0, rows)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_take_rows(v, rows) for v in value)
+    return value
+
+
+class BlockHook(ModelHook):
+    """Runs a block on the rows that need it; copies shared prefixes and passes stg-r rows through."""
+
+    def __init__(self, index: int, spec: BlockStack):
+        super().__init__()
+        self.index = index
+        self.spec = spec
+
+    def initialize_hook(self, module):
+        self.signature = inspect.signature(module.forward)
+        return module
+
+    def new_forward(self, module, *args, **kwargs):
+        plan = _PLAN.get()
+        hidden = args[0] if args else kwargs["hidden_states"]
+        action = plan.action(self.index, hidden.device) if plan is not None else None
+        if action is None:
+            return self.fn_ref.original_forward(*args, **kwargs)
+        bound = self.signature.bind(*args, **kwargs)
+        inputs = {name: bound.arguments.get(name) for name in self.spec.outputs}
+        for name in self.spec.row_inputs:
+            if name in bound.arguments:
+                bound.arguments[name] = _take_rows(bound.arguments[name], action.compute)
+        token = _IDENTITY_ROWS.set(action.identity_attention)
+        try:
+            output = self.fn_ref.original_forward(*bound.args, **bound.kwargs)
+        finally:
+            _IDENTITY_ROWS.reset(token)
+        outputs = output if isinstance(output, tuple) else (output,)
+        merged = tuple(
+            self._merge(out, inputs[name], action) for out, name in zip(outputs, self.spec.outputs)
+        ) + outputs[len(self.spec.outputs):]
+        return merged if isinstance(output, tuple) else merged[0]
+
+    @staticmethod
+    def _merge(computed, block_input, action: BlockAction):
+        if computed is None:
+            return None
+        full = computed.index_select(0, action.gather)
+        if action.passthrough is not None:
+            full[action.passthrough] = block_input[action.passthrough].to(full.dtype)
+        return full
+
+
+class IdentityAttentionHook(ModelHook):
+    """stg-a: chosen rows' video tokens get their own value vector (identity map), then the output projection."""
+
+    def initialize_hook(self, module):
+        self.signature = inspect.signature(module.forward)
+        return module
+
+    def new_forward(self, module, *args, **kwargs):
+        rows = _IDENTITY_ROWS.get()
+        output = self.fn_ref.original_forward(*args, **kwargs)
+        if rows is None:
+            return output
+        hidden = self.signature.bind(*args, **kwargs).arguments["hidden_states"]
+        identity = module.to_v(hidden[rows])
+        for layer in module.to_out:
+            identity = layer(identity)
+        video = output[0] if isinstance(output, tuple) else output
+        video[rows] = identity.to(video.dtype)
+        return output
+
+
+def install(transformer: torch.nn.Module, spec: BlockStack) -> None:
+    """Attach the inert hooks to every block of the stack (once per model)."""
+    for index, block in enumerate(spec.blocks(transformer)):
+        registry = HookRegistry.check_if_exists_or_initialize(block)
+        if registry.get_hook(BLOCK_HOOK) is None:
+            registry.register_hook(BlockHook(index, spec), BLOCK_HOOK)
+        attention = HookRegistry.check_if_exists_or_initialize(getattr(block, spec.attention))
+        if attention.get_hook(ATTENTION_HOOK) is None:
+            attention.register_hook(IdentityAttentionHook(), ATTENTION_HOOK)
