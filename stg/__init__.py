@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .backend import Backend, Video  # noqa: E402
+from .backend import Backend, Cancelled, Video  # noqa: E402
 from .guidance import MODES, Guidance  # noqa: E402
 
-__all__ = ["Backend", "Guidance", "MODES", "Video", "__version__"]
+__all__ = ["Backend", "Cancelled", "Guidance", "MODES", "Video", "__version__"]

@@ -22,6 +22,10 @@ MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
 
 
+class Cancelled(Exception):
+    """Raise from a step callback to stop a run; the shared model is left as it was."""
+
+
 @dataclass
 class Video:
     """One generated panel: uint8 frames [frames, height, width, 3] and what reproduces it."""
@@ -82,8 +86,13 @@ class Backend:
         install(pipe.transformer, family.blocks)
 
     @classmethod
-    def load(cls, model: str, device=None, dtype=None, *, offload: bool = False, vae_tiling: bool = False) -> "Backend":
-        """model: a preset key, a hub id, or a local diffusers pipeline folder."""
+    def load(cls, model: str, device=None, dtype=None, *, pipeline: str | None = None, offload: bool = False,
+             vae_tiling: bool = False) -> "Backend":
+        """model: a preset key, a hub id, or a local diffusers pipeline folder.
+
+        pipeline: a diffusers pipeline class name to load the weights with instead of the one the model names
+        (e.g. "LTXImageToVideoPipeline" for LTX-Video text-to-video weights).
+        """
         device, dtype = _default_device_dtype(device, dtype)
         preset = presets.get(model)
         if preset is not None:
@@ -103,6 +112,7 @@ class Backend:
                     f"model: {model!r} is neither a preset ({', '.join(presets.all_presets())}) nor a loadable "
                     f"diffusers pipeline folder or hub id ({error})"
                 ) from None
+        class_name = pipeline or class_name
         family = families.for_pipeline(class_name)
         if preset is None:
             preset = presets.for_pipeline(class_name)
@@ -188,7 +198,7 @@ class Backend:
         else:
             kwargs["guidance_scale"] = guidances[0].cfg_scale
         if self.image_to_video:
-            kwargs["image"] = [request.image] * panels
+            kwargs["image"] = [request.image] * panels if self.family.image_per_panel else request.image
         output = request_pipe(
             **kwargs,
             num_inference_steps=request.steps,

@@ -82,8 +82,8 @@ class GuidedDenoiser:
         rows = plan_rows(self.panels, self.step, self.steps, self.family.has_cfg_pass)
         outputs = {}
         for chunk in chunk_rows(rows, self.max_rows or len(rows)):
-            outputs.update(zip(chunk, self._forward(chunk, inputs)))
-        guided = torch.stack([
+            outputs.update(zip(chunk, self._forward(chunk, inputs).split(1)))
+        guided = torch.cat([
             guide(outputs[Row(j, COND)], outputs.get(Row(j, UNCOND)), outputs.get(Row(j, PERTURBED)), g)
             for j, g in enumerate(self.panels)
         ])

@@ -25,6 +25,8 @@ class Family:
     # CFG-distilled models: the guidance scale is embedded (this transformer argument, scaled), no uncond pass.
     embedded_guidance: tuple[str, float] | None = None
     encode_kwargs: dict = field(default_factory=lambda: {"do_classifier_free_guidance": True})
+    # Image-to-video pipelines that encode the image per latent row take one image per panel.
+    image_per_panel: bool = True
 
     @property
     def has_cfg_pass(self) -> bool:
@@ -76,6 +78,7 @@ FAMILIES = {
             ),
             encoded=_T5,
             prompt_inputs={"prompt_embeds": "encoder_hidden_states"},
+            image_per_panel=False,
         ),
         Family(
             name="cogvideox",

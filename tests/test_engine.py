@@ -1,0 +1,416 @@
+"""The engine against stock diffusers and an independent reference, on every family's tiny model (CPU, fp32)."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import diffusers
+import numpy as np
+import pytest
+import torch
+from diffusers.hooks.layer_skip import AttentionScoreSkipFunctionMode
+from PIL import Image
+
+import stg
+from stg import tiny
+
+PROMPT = "a red fox runs on the grass"
+NEGATIVE = "blurry worst quality"
+STEPS = 3
+SEED = 7
+QUANTUM = 1 / 255 + 1e-6
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a family's stock pipeline and transformer look like, stated here independently of stg.families."""
+
+    tiny: str
+    pipeline: str
+    stack: str = "transformer_blocks"
+    attention: str = "attn1"
+    dual_stream: bool = False  # blocks return (hidden_states, encoder_hidden_states)
+    joint: bool = False  # text tokens share the video self-attention
+    cfg: bool = True  # False: embedded guidance, no unconditional pass
+    encoded: tuple = ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds", "negative_prompt_attention_mask")
+    negatives: tuple = (("encoder_hidden_states", "negative_prompt_embeds"), ("encoder_attention_mask", "negative_prompt_attention_mask"))
+    image: bool = False
+
+    @property
+    def id(self):
+        return self.pipeline
+
+
+T5_ONLY = dict(encoded=("prompt_embeds", "negative_prompt_embeds"), negatives=(("encoder_hidden_states", "negative_prompt_embeds"),))
+CASES = [
+    Case("ltx", "LTXPipeline"),
+    Case("ltx", "LTXImageToVideoPipeline", image=True),
+    Case("wan", "WanPipeline", stack="blocks", **T5_ONLY),
+    Case("wan-i2v", "WanImageToVideoPipeline", stack="blocks", image=True, **T5_ONLY),
+    Case("cogvideox", "CogVideoXPipeline", dual_stream=True, joint=True, **T5_ONLY),
+    Case("cogvideox-i2v", "CogVideoXImageToVideoPipeline", dual_stream=True, joint=True, image=True, **T5_ONLY),
+    Case("mochi", "MochiPipeline", dual_stream=True, joint=True),
+    Case("hunyuan-video", "HunyuanVideoPipeline", attention="attn", dual_stream=True, joint=True, cfg=False,
+         encoded=("prompt_embeds", "pooled_prompt_embeds", "prompt_attention_mask"), negatives=()),
+]
+CASE_IDS = [c.id for c in CASES]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    built = {}
+
+    def folder(name):
+        if name not in built:
+            built[name] = tiny.build(name, tmp_path_factory.mktemp(name))
+        return built[name]
+
+    return folder
+
+
+@pytest.fixture(scope="module")
+def loaded(folders):
+    """One Backend and one independently loaded stock pipeline per case."""
+    cache = {}
+
+    def get(case: Case):
+        if case not in cache:
+            folder = folders(case.tiny)
+            backend = stg.Backend.load(str(folder), pipeline=case.pipeline)
+            stock = getattr(diffusers, case.pipeline).from_pretrained(folder)
+            stock.set_progress_bar_config(disable=True)
+            backend.pipe.set_progress_bar_config(disable=True)
+            cache[case] = backend, stock
+        return cache[case]
+
+    return get
+
+
+def request(case: Case, **extra) -> dict:
+    sizes = {k: v for k, v in tiny.TINY_SIZES[case.tiny].items() if k in ("num_frames", "height", "width")}
+    options = {"seed": SEED, "steps": STEPS, **sizes, **extra}
+    if case.image:
+        rng = np.random.default_rng(0)
+        options["image"] = Image.fromarray(rng.integers(0, 255, (sizes["height"], sizes["width"], 3), dtype=np.uint8))
+    return options
+
+
+def cfg_scale(case: Case) -> float:
+    return 3.0 if case.cfg else 6.0
+
+
+def stock_call(case: Case, stock, options: dict, **kwargs):
+    options = dict(options)
+    seed = options.pop("seed")
+    steps = options.pop("steps")
+    out = stock(
+        num_inference_steps=steps,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="np",
+        **options,
+        **kwargs,
+    )
+    return out.frames[0]
+
+
+def assert_frames_close(ours: np.ndarray, reference: np.ndarray):
+    assert ours.shape == reference.shape
+    assert np.abs(ours.astype(np.float64) / 255 - reference).max() <= QUANTUM
+
+
+# 1. CFG is stock CFG -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_cfg_equals_stock_diffusers(case, loaded):
+    backend, stock = loaded(case)
+    options = request(case)
+    ours = backend.generate(PROMPT, stg.Guidance(cfg_scale(case)), negative_prompt=NEGATIVE, **options)
+    negative = {"negative_prompt": NEGATIVE} if case.cfg else {}
+    reference = stock_call(case, stock, options, prompt=PROMPT, guidance_scale=cfg_scale(case), **negative)
+    assert_frames_close(ours.frames, reference)
+    assert ours.frames.std() > 0 and ours.seed == SEED
+
+
+# 2. STG equals an independent reference ------------------------------------------------------------------
+@contextmanager
+def plainly_perturbed(transformer, case: Case, mode: str, blocks):
+    """The chosen blocks perturbed for the whole batch by replacing their forward for the duration."""
+    patched = []
+    for index in blocks:
+        block = getattr(transformer, case.stack)[index]
+        if mode == "stg-r":
+            module, signature = block, inspect.signature(block.forward)
+
+            def forward(*args, _signature=signature, **kwargs):
+                bound = _signature.bind(*args, **kwargs).arguments
+                if case.dual_stream:
+                    return bound["hidden_states"], bound["encoder_hidden_states"]
+                return bound["hidden_states"]
+        else:
+            module = getattr(block, case.attention)
+            original, signature = module.forward, inspect.signature(module.forward)
+
+            def forward(*args, _module=module, _original=original, _signature=signature, **kwargs):
+                if not case.joint:  # diffusers' own identity attention map: SDPA returns V
+                    with AttentionScoreSkipFunctionMode():
+                        return _original(*args, **kwargs)
+                output = _original(*args, **kwargs)  # text tokens as normal, video tokens get their own V
+                hidden = _signature.bind(*args, **kwargs).arguments["hidden_states"]
+                return (_module.to_out[1](_module.to_out[0](_module.to_v(hidden))),) + tuple(output[1:])
+        module.forward = forward
+        patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+class ReferenceTransformer:
+    """Each pass on its own, the formula by hand; plugged into a stock pipeline whose own CFG is off."""
+
+    def __init__(self, transformer, case: Case, guidance: stg.Guidance, negative: dict, steps: int):
+        self.transformer, self.case, self.g, self.negative, self.steps = transformer, case, guidance, negative, steps
+        self.step = 0
+
+    def __getattr__(self, name):
+        return getattr(self.transformer, name)
+
+    def cache_context(self, *args, **kwargs):
+        return nullcontext()
+
+    def __call__(self, **kwargs):
+        g, run = self.g, lambda **kw: self.transformer(**kw)[0].float()
+        eps_c = run(**kwargs)
+        eps = eps_c
+        if self.case.cfg and g.cfg_scale != 1:
+            eps_u = run(**{**kwargs, **{k: v.to(kwargs[k]) for k, v in self.negative.items()}})
+            eps = eps_u + g.cfg_scale * (eps_c - eps_u)
+        start, end = g.window
+        if g.stg_scale and start * self.steps <= self.step < end * self.steps:
+            with plainly_perturbed(self.transformer, self.case, g.stg_mode, g.stg_blocks):
+                eps_p = run(**kwargs)
+            eps = eps + g.stg_scale * (eps_c - eps_p)
+        if g.rescale:
+            dims = list(range(1, eps.ndim))
+            factor = eps_c.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
+            eps = eps * (g.rescale * factor + (1 - g.rescale))
+        self.step += 1
+        return (eps,)
+
+
+def reference_video(case: Case, stock, guidance: stg.Guidance, options: dict) -> np.ndarray:
+    encode = dict(prompt=PROMPT, device="cpu")
+    if case.cfg:
+        encode.update(negative_prompt=NEGATIVE, do_classifier_free_guidance=True)
+    defaults = inspect.signature(type(stock).__call__).parameters
+    encode["max_sequence_length"] = defaults["max_sequence_length"].default
+    with torch.no_grad():
+        encoded = dict(zip(case.encoded, stock.encode_prompt(**encode)))
+    negative = {target: encoded[source] for target, source in case.negatives}
+    positive = {k: v for k, v in encoded.items() if not k.startswith("negative_")}
+    transformer = ReferenceTransformer(stock.transformer, case, guidance, negative, options["steps"])
+    pipe = type(stock)(**{**stock.components, "transformer": transformer})
+    pipe.set_progress_bar_config(disable=True)
+    return stock_call(case, pipe, options, guidance_scale=1.0 if case.cfg else guidance.cfg_scale, **positive)
+
+
+STG_SETTINGS = [("stg-r", "middle", 0.0), ("stg-r", "last", 0.7), ("stg-a", "middle", 0.7), ("stg-a", "last", 0.0)]
+
+
+@pytest.mark.parametrize("mode,where,rescale", STG_SETTINGS, ids=["-".join(map(str, s)) for s in STG_SETTINGS])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_stg_equals_reference(case, mode, where, rescale, loaded):
+    backend, stock = loaded(case)
+    block = backend.depth // 2 if where == "middle" else backend.depth - 1
+    guidance = stg.Guidance(cfg_scale(case), stg_scale=2.0, stg_mode=mode, stg_blocks=[block], rescale=rescale)
+    options = request(case, height=32, width=32)  # enough video tokens for attention to matter
+    ours = backend.generate(PROMPT, guidance, negative_prompt=NEGATIVE, **options)
+    assert_frames_close(ours.frames, reference_video(case, stock, guidance, options))
+    plain = backend.generate(PROMPT, stg.Guidance(cfg_scale(case)), negative_prompt=NEGATIVE, **options)
+    assert np.abs(ours.frames.astype(int) - plain.frames).max() > 1, "STG had no visible effect"
+
+
+def test_stg_window_and_several_blocks_equal_reference(loaded):
+    case = CASES[0]
+    backend, stock = loaded(case)
+    guidance = stg.Guidance(3.0, stg_scale=1.5, stg_mode="stg-a", stg_blocks=[1, 3], window=(0.3, 0.7))
+    options = request(case, steps=5)
+    ours = backend.generate(PROMPT, guidance, negative_prompt=NEGATIVE, **options)
+    assert_frames_close(ours.frames, reference_video(case, stock, guidance, options))
+
+
+# 3. compare == two generates -----------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_compare_equals_two_generates(case, loaded):
+    backend, _ = loaded(case)
+    options = request(case, negative_prompt=NEGATIVE)
+    left = stg.Guidance(cfg_scale(case))
+    right = stg.Guidance(cfg_scale(case) + 1, stg_scale=1.0, stg_mode="stg-a", stg_blocks=[1], rescale=0.7)
+    cfg_video, stg_video = backend.compare(PROMPT, left, right, **options)
+    assert_frames_close(cfg_video.frames, backend.generate(PROMPT, left, **options).frames / 255)
+    assert_frames_close(stg_video.frames, backend.generate(PROMPT, right, **options).frames / 255)
+    assert cfg_video.settings["guidance"] == left.as_dict() and stg_video.settings["guidance"] == right.as_dict()
+
+
+# 4. nothing leaks ----------------------------------------------------------------------------------------
+def model_state(pipe) -> dict:
+    """Every module's hooks, processors and forward, and every parameter's bytes."""
+    state = {}
+    for name, module in pipe.transformer.named_modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        state[name] = (
+            tuple(registry.hooks) if registry is not None else (),
+            type(getattr(module, "processor", None)).__name__,
+            getattr(module.forward, "__func__", module.forward).__qualname__,
+        )
+    for name, tensor in pipe.transformer.state_dict().items():
+        state["param:" + name] = tensor.numpy().tobytes()
+    return state
+
+
+def test_no_state_leaks_between_requests(loaded):
+    case = CASES[0]
+    backend, _ = loaded(case)
+    plain_guidance = stg.Guidance(3.0)
+    options = request(case, negative_prompt=NEGATIVE)
+    before_state = model_state(backend.pipe)
+    before = backend.generate(PROMPT, plain_guidance, **options).frames
+    stg_guidance = stg.Guidance(3.0, stg_scale=1.0, stg_mode="stg-r", stg_blocks=[1, 2])
+
+    backend.generate(PROMPT, stg_guidance, **options)
+
+    calls = []
+    block = backend.pipe.transformer.transformer_blocks[2]
+
+    def fault(module, args, kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("fault injected in block 2")
+
+    handle = block.register_forward_pre_hook(fault, with_kwargs=True)
+    try:
+        with pytest.raises(RuntimeError, match="fault injected"):
+            backend.generate(PROMPT, stg_guidance, **options)
+    finally:
+        handle.remove()
+
+    def stop(step, total):
+        if step == 2:
+            raise stg.Cancelled()
+
+    with pytest.raises(stg.Cancelled):
+        backend.compare(PROMPT, plain_guidance, stg_guidance, callback=stop, **options)
+
+    np.testing.assert_array_equal(backend.generate(PROMPT, plain_guidance, **options).frames, before)
+    assert model_state(backend.pipe) == before_state
+
+
+# 5. threads ----------------------------------------------------------------------------------------------
+def test_two_threads_get_what_serial_calls_get(loaded):
+    case = CASES[0]
+    backend, _ = loaded(case)
+    options = request(case, negative_prompt=NEGATIVE)
+    settings = [stg.Guidance(3.0, 1.0, "stg-a", [1]), stg.Guidance(4.0, 2.0, "stg-r", [2, 3], rescale=0.7)]
+    serial = [backend.generate(PROMPT, g, **options).frames for g in settings]
+    results, errors, barrier = [None, None], [], threading.Barrier(2)
+
+    def worker(i):
+        try:
+            barrier.wait()
+            for _ in range(2):
+                results[i] = backend.generate(PROMPT, settings[i], **options).frames
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got, expected in zip(results, serial):
+        np.testing.assert_array_equal(got, expected)
+
+
+# 6. bad settings ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make,field",
+    [
+        (lambda: stg.Guidance(3.0, 1.0, "stg-r", [4]), "stg_blocks"),
+        (lambda: stg.Guidance(3.0, 1.0, "stg-x", [1]), "stg_mode"),
+        (lambda: stg.Guidance(-1.0), "cfg_scale"),
+        (lambda: stg.Guidance(float("inf")), "cfg_scale"),
+        (lambda: stg.Guidance(3.0, float("nan"), "stg-r", [1]), "stg_scale"),
+        (lambda: stg.Guidance(3.0, -0.5, "stg-r", [1]), "stg_scale"),
+        (lambda: stg.Guidance(3.0, rescale=1.5), "rescale"),
+        (lambda: stg.Guidance(3.0, window=(0.6, 0.4)), "window"),
+        (lambda: stg.Guidance(3.0, window=(-0.1, 0.5)), "window"),
+        (lambda: stg.Guidance(3.0, 1.0, "stg-r", ["x"]), "stg_blocks"),
+    ],
+)
+def test_bad_guidance_is_refused_before_any_work(make, field, loaded):
+    backend, _ = loaded(CASES[0])
+    steps = []
+    with pytest.raises(ValueError, match=field):
+        backend.generate(PROMPT, make(), callback=lambda step, total: steps.append(step), **request(CASES[0]))
+    assert steps == []
+
+
+@pytest.mark.parametrize(
+    "change,field,allowed",
+    [
+        (dict(num_frames=10), "num_frames", "8n+1"),
+        (dict(height=48), "height", "multiple of 32"),
+        (dict(width=1000000), "width", "multiple of 32"),
+        (dict(steps=1), "steps", "[2, "),
+        (dict(seed=-1), "seed", "[0, "),
+        (dict(prompt="   "), "prompt", "non-empty"),
+        (dict(prompt="x" * 5000), "prompt", "at most"),
+        (dict(image=Image.new("RGB", (32, 32))), "image", "text only"),
+    ],
+)
+def test_bad_request_is_refused_before_any_work(change, field, allowed, loaded):
+    backend, _ = loaded(CASES[0])
+    options = {**request(CASES[0]), **change}
+    prompt = options.pop("prompt", PROMPT)
+    steps = []
+    with pytest.raises(ValueError) as error:
+        backend.generate(prompt, stg.Guidance(3.0), callback=lambda step, total: steps.append(step), **options)
+    assert field in str(error.value) and allowed in str(error.value)
+    assert steps == []
+
+
+def test_block_out_of_range_names_the_depth(loaded):
+    backend, _ = loaded(CASES[0])
+    with pytest.raises(ValueError, match=r"stg_blocks \[7\].*4 blocks.*0-3"):
+        backend.generate(PROMPT, stg.Guidance(3.0, 1.0, "stg-r", [7]), **request(CASES[0]))
+
+
+def test_image_to_video_needs_an_image(loaded):
+    case = CASES[1]
+    backend, _ = loaded(case)
+    options = request(case)
+    options.pop("image")
+    with pytest.raises(ValueError, match="image is required"):
+        backend.generate(PROMPT, stg.Guidance(3.0), **options)
+
+
+def test_unsupported_pipeline_lists_supported(tmp_path):
+    (tmp_path / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    with pytest.raises(ValueError, match="not supported; supported: .*LTXPipeline"):
+        stg.Backend.load(str(tmp_path))
+
+
+def test_tiny_preset_loads_offline_with_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("STG_CACHE", str(tmp_path))
+    backend = stg.Backend.load("tiny")
+    backend.pipe.set_progress_bar_config(disable=True)
+    video = backend.generate(PROMPT, stg.Guidance(3.0, 1.0, "stg-a", [2], 0.7), steps=2, num_frames=9, height=32, width=32)
+    assert video.frames.shape == (9, 32, 32, 3) and video.frames.dtype == np.uint8
+    assert video.fps == backend.preset.fps
+    settings = video.settings
+    assert settings["model"] == "tiny" and settings["family"] == "ltx-video" and settings["seed"] == 0
+    assert settings["guidance"]["stg_blocks"] == [2] and settings["versions"]["diffusers"] == diffusers.__version__

@@ -1,0 +1,129 @@
+"""Video files and layouts, encoded with the real ffmpeg."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stg import video
+from stg.video import BAND, caption, grid, probe, read_video, side_by_side, write_gif, write_mp4
+
+
+def smooth_clip(frames: int, height: int, width: int) -> np.ndarray:
+    """Gentle gradients that survive lossy coding nearly unchanged."""
+    y, x = np.mgrid[:height, :width]
+    clip = np.empty((frames, height, width, 3), np.uint8)
+    for t in range(frames):
+        clip[t, ..., 0] = 40 + 150 * x / width
+        clip[t, ..., 1] = 40 + 150 * y / height
+        clip[t, ..., 2] = 60 + 12 * t
+    return clip
+
+
+def noise(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+
+
+def test_mp4_round_trip(tmp_path):
+    clip = smooth_clip(9, 32, 48)
+    path = write_mp4(clip, tmp_path / "clip.mp4", fps=8)
+    assert probe(path) == {"codec": "h264", "pix_fmt": "yuv420p", "width": 48, "height": 32, "frames": 9, "fps": 8.0}
+    frames, fps = read_video(path)
+    assert fps == 8.0
+    assert frames.shape == clip.shape
+    assert np.abs(frames.astype(int) - clip).mean() < 3
+
+
+def test_mp4_is_fast_start(tmp_path):
+    data = write_mp4(smooth_clip(3, 32, 32), tmp_path / "clip.mp4", fps=8).read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+
+
+def test_odd_size_is_padded_not_cropped(tmp_path):
+    clip = smooth_clip(5, 33, 47)
+    path = write_mp4(clip, tmp_path / "odd.mp4", fps=8)
+    info = probe(path)
+    assert (info["width"], info["height"], info["pix_fmt"]) == (48, 34, "yuv420p")
+    frames = read_video(path)[0].astype(int)
+    assert np.abs(frames[:, :33, :47] - clip).mean() < 3  # the whole picture, in place
+    # The added row and column repeat the edge, so nothing dark creeps in.
+    assert np.abs(frames[:, 33, :47] - clip[:, 32]).mean() < 4
+    assert np.abs(frames[:, :33, 47] - clip[:, :, 46]).mean() < 4
+
+
+def test_single_frame_mp4(tmp_path):
+    path = write_mp4(smooth_clip(1, 32, 32), tmp_path / "one.mp4", fps=24)
+    assert probe(path)["frames"] == 1
+    assert read_video(path)[0].shape == (1, 32, 32, 3)
+
+
+def test_probe_without_ffprobe_agrees(tmp_path):
+    path = write_mp4(smooth_clip(7, 31, 40), tmp_path / "clip.mp4", fps=12)
+    assert video._ffmpeg_probe(path) == video._ffprobe(path)
+
+
+def test_write_mp4_rejects_wrong_frames(tmp_path):
+    with pytest.raises(ValueError):
+        write_mp4(np.zeros((4, 32, 32), np.uint8), tmp_path / "bad.mp4", fps=8)
+    with pytest.raises(ValueError):
+        write_mp4(np.zeros((4, 32, 32, 3), np.float32), tmp_path / "bad.mp4", fps=8)
+
+
+def test_caption_adds_dark_band_above_and_keeps_input():
+    clip = noise(3, 40, 64)
+    before = clip.copy()
+    out = caption(clip, "CFG + STG")
+    band = out.shape[1] - 40
+    assert out.shape == (3, 40 + band, 64, 3)
+    assert band > 0 and band % 2 == 0
+    np.testing.assert_array_equal(out[:, band:], clip)
+    np.testing.assert_array_equal(clip, before)
+    assert (out[:, :band] == BAND).all(axis=-1).mean() > 0.5
+    assert out[:, :band].max() > 200  # white text is drawn
+
+
+def test_long_caption_wraps_within_width():
+    short = caption(noise(1, 32, 64), "CFG")
+    long = caption(noise(1, 32, 64), "CFG + STG with a rather long description of the settings")
+    assert long.shape[2] == 64
+    assert long.shape[1] > short.shape[1]
+    assert long.shape[1] % 2 == 0
+
+
+def test_side_by_side_width_and_bands():
+    a, b = noise(5, 32, 64, seed=1), noise(5, 48, 80, seed=2)
+    out = side_by_side([a, b], ["CFG", "CFG + STG"], gap=4)
+    assert out.shape[0] == 5
+    assert out.shape[2] == 64 + 4 + 80
+    band = out.shape[1] - 48
+    np.testing.assert_array_equal(out[:, band : band + 32, :64], a)
+    np.testing.assert_array_equal(out[:, band:, 68:], b)
+    assert (out[:, band + 32 :, :64] == 0).all()  # shorter video padded below
+    assert (out[:, :, 64:68] == 0).all()  # the gap
+
+
+def test_side_by_side_needs_equal_frame_counts():
+    with pytest.raises(ValueError):
+        side_by_side([noise(5, 32, 32), noise(6, 32, 32)], ["a", "b"])
+    with pytest.raises(ValueError):
+        side_by_side([noise(5, 32, 32)], ["a", "b"])
+
+
+def test_grid_shape_and_empty_cell():
+    videos = [noise(2, 32, 48, seed=s) for s in range(3)]
+    out = grid(videos, ["a", "b", "c"], gap=2)
+    cell = caption(videos[0], "a").shape[1]
+    assert out.shape == (2, 2 * cell + 2, 2 * 48 + 2, 3)
+    assert (out[:, cell + 2 :, 50:] == 0).all()
+    assert grid(videos, ["a", "b", "c"], columns=3, gap=2).shape == (2, cell, 3 * 48 + 4, 3)
+
+
+def test_gif_loops_with_every_frame(tmp_path):
+    clip = smooth_clip(6, 32, 40)
+    path = write_gif(clip, tmp_path / "clip.gif", fps=10)
+    with Image.open(path) as gif:
+        assert gif.info["loop"] == 0
+        assert gif.n_frames == 6
+        assert gif.size == (40, 32)
+        assert gif.info["duration"] == 100
