@@ -172,9 +172,14 @@ class Backend:
                 raise ValueError(f"{name} must be a multiple of {rule['multiple']} in [{rule['min']}, {rule['max']}], got {sizes[name]}")
         return Request(prompt, negative_prompt, image, seed, steps, num_frames, sizes["height"], sizes["width"])
 
-    def run(self, prompt: str, guidances: Sequence[Guidance], *, callback: Callable[[int, int], None] | None = None,
-            share_prefix: bool = True, max_rows: int | None = None, **options) -> list[Video]:
-        """One denoising run carrying one panel per guidance, all from the same initial noise."""
+    def prepare(self, prompt: str, guidances: Sequence[Guidance], *, callback: Callable[[int, int], None] | None = None,
+                share_prefix: bool = True, max_rows: int | None = None, **options):
+        """The stock pipeline wired for these panels, and the arguments to call it with.
+
+        One latent row per panel, all from the same seed; the pipeline's own CFG is off and a `GuidedDenoiser`
+        stands in for its transformer. share_prefix=False and max_rows=1 give the plain computation (each
+        pass its own forward). Returns (pipeline, kwargs, request); call `pipeline(**kwargs)`.
+        """
         request = self.check(prompt, guidances, **options)
         panels = len(guidances)
         pipe = self.pipe
@@ -193,14 +198,11 @@ class Backend:
             return {}
 
         kwargs = {k: torch.cat([v] * panels) for k, v in positive.items()}
-        if self.family.has_cfg_pass:
-            kwargs["guidance_scale"] = 1.0  # the denoiser does CFG; the pipeline must not
-        else:
-            kwargs["guidance_scale"] = guidances[0].cfg_scale
+        # With a CFG pass the denoiser does CFG and the pipeline must not; distilled models embed the scale.
+        kwargs["guidance_scale"] = 1.0 if self.family.has_cfg_pass else guidances[0].cfg_scale
         if self.image_to_video:
             kwargs["image"] = [request.image] * panels if self.family.image_per_panel else request.image
-        output = request_pipe(
-            **kwargs,
+        kwargs.update(
             num_inference_steps=request.steps,
             num_frames=request.num_frames,
             height=request.height,
@@ -209,7 +211,12 @@ class Backend:
             output_type="np",
             callback_on_step_end=on_step_end,
         )
-        frames = np.asarray(output.frames)
+        return request_pipe, kwargs, request
+
+    def run(self, prompt: str, guidances: Sequence[Guidance], **options) -> list[Video]:
+        """One denoising run carrying one panel per guidance, all from the same initial noise."""
+        pipe, kwargs, request = self.prepare(prompt, guidances, **options)
+        frames = np.asarray(pipe(**kwargs).frames)
         return [
             Video(frames=(np.clip(frames[j], 0, 1) * 255).round().astype(np.uint8), fps=self.preset.fps,
                   seed=request.seed, settings=self.settings(request, g))

@@ -80,15 +80,30 @@ class GuidedDenoiser:
         inputs = self._signature.bind(*args, **kwargs).arguments
         return_dict = inputs.pop("return_dict", True)
         rows = plan_rows(self.panels, self.step, self.steps, self.family.has_cfg_pass)
-        outputs = {}
-        for chunk in chunk_rows(rows, self.max_rows or len(rows)):
-            outputs.update(zip(chunk, self._forward(chunk, inputs).split(1)))
+        outputs = self._forward_rows(rows, inputs)
         guided = torch.cat([
             guide(outputs[Row(j, COND)], outputs.get(Row(j, UNCOND)), outputs.get(Row(j, PERTURBED)), g)
             for j, g in enumerate(self.panels)
         ])
         self.step += 1
         return Transformer2DModelOutput(sample=guided) if return_dict else (guided,)
+
+    def _forward_rows(self, rows: list[Row], inputs: dict) -> dict[Row, torch.Tensor]:
+        """All rows, in as few forwards as fit: out of memory halves the rows per forward and retries."""
+        while True:
+            max_rows = min(self.max_rows or len(rows), len(rows))
+            try:
+                outputs = {}
+                for chunk in chunk_rows(rows, max_rows):
+                    outputs.update(zip(chunk, self._forward(chunk, inputs).split(1)))
+                return outputs
+            except torch.OutOfMemoryError:
+                if max_rows == 1:
+                    raise
+                outputs = None
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.max_rows = max_rows // 2
 
     def _forward(self, rows: list[Row], inputs: dict) -> torch.Tensor:
         panels = inputs["hidden_states"].shape[0]

@@ -138,6 +138,9 @@ class BlockHook(ModelHook):
             return self.fn_ref.original_forward(*args, **kwargs)
         bound = self.signature.bind(*args, **kwargs)
         inputs = {name: bound.arguments.get(name) for name in self.spec.outputs}
+        if not len(action.compute):  # every row passes through: nothing to run
+            passed = tuple(inputs[name] for name in self.spec.outputs)
+            return passed if len(passed) > 1 else passed[0]
         for name in self.spec.row_inputs:
             if name in bound.arguments:
                 bound.arguments[name] = _take_rows(bound.arguments[name], action.compute)
