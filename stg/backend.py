@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -229,6 +229,29 @@ class Backend:
     def compare(self, prompt: str, left: Guidance, right: Guidance, **options) -> tuple[Video, Video]:
         left_video, right_video = self.run(prompt, [left, right], **options)
         return left_video, right_video
+
+    def sweep(self, prompt: str, reference: Guidance, candidate: Guidance, blocks: Sequence[int], *,
+              panels_per_run: int = 4, callback: Callable[[int, int], None] | None = None,
+              **options) -> tuple[Video, list[Video]]:
+        """The reference panel and one panel per block (candidate's settings, that block alone), same seed.
+
+        Panels go through in runs of at most panels_per_run (each a batched run from the same noise), so
+        memory stays bounded however many blocks are tried; callback(step, total) counts over all runs.
+        """
+        if not blocks:
+            raise ValueError("candidate_blocks must name at least one block")
+        panels = [reference] + [replace(candidate, stg_blocks=(block,)) for block in blocks]
+        self.check(prompt, panels, **options)
+        groups = [panels[i:i + panels_per_run] for i in range(0, len(panels), panels_per_run)]
+        videos, done = [], 0
+        for group in groups:
+            def progress(step, steps, _offset=done):
+                if callback is not None:
+                    callback(_offset + step, steps * len(groups))
+
+            videos += self.run(prompt, group, callback=progress, **options)
+            done += videos[-1].settings["steps"]
+        return videos[0], videos[1:]
 
     def settings(self, request: Request, guidance: Guidance) -> dict:
         from . import __version__

@@ -61,11 +61,10 @@ class Guidance:
         if start >= end:
             raise ValueError(f"window start must be less than window end (both in [0, 1]), got {start:g} >= {end:g}")
         set_(self, "window", (start, end))
-        if self.stg_scale > 0 and not self.stg_blocks:
-            raise ValueError("stg_blocks must name at least one block when stg_scale > 0")
 
     @property
     def uses_stg(self) -> bool:
+        """STG needs a scale and at least one block; without either the panel is plain CFG."""
         return self.stg_scale > 0 and bool(self.stg_blocks)
 
     def stg_active(self, step: int, steps: int) -> bool:
