@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 
 MODES = {
     "stg-r": "residual skip: each chosen block returns its input unchanged",
@@ -90,5 +89,7 @@ def guide(eps_c: torch.Tensor, eps_u: torch.Tensor | None, eps_p: torch.Tensor |
     if eps_p is not None:
         eps = eps + g.stg_scale * (eps_c - eps_p)
     if g.rescale > 0:
-        eps = rescale_noise_cfg(eps, eps_c, guidance_rescale=g.rescale)
+        dims = list(range(1, eps.ndim))  # per sample: factor = std(eps_c) / std(eps)
+        factor = eps_c.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
+        eps = eps * (g.rescale * factor + (1 - g.rescale))
     return eps
