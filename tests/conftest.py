@@ -1,0 +1,72 @@
+"""Fixtures that start the app: the offline tiny model, served on 127.0.0.1 on a free port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from contextlib import contextmanager
+
+import pytest
+
+# Before gradio is imported anywhere: the app loads the tiny model, keeps its files in a folder of
+# this run's own, and sends nothing anywhere.
+os.environ["STG_MODEL"] = "tiny"
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_GRADIO_TMP = tempfile.mkdtemp(prefix="stg-studio-tests-")
+os.environ["GRADIO_TEMP_DIR"] = _GRADIO_TMP
+os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(_GRADIO_TMP, "examples")
+
+# Small requests keep the whole suite to a few minutes on 2 cores.
+SMALL = dict(steps=2, num_frames=9, height=32, width=64)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_GRADIO_TMP, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_module():
+    """app.py, imported once: it loads stg.Backend.load("tiny") at import and builds `demo` around it."""
+    import app
+
+    assert app.BACKEND.model == "tiny"
+    return app
+
+
+@pytest.fixture(scope="session")
+def backend(app_module):
+    return app_module.BACKEND
+
+
+@contextmanager
+def launched(app_module, demo, **serve_kwargs):
+    """Serve a demo on a free local port (in this process) and yield its URL; close it afterwards."""
+    _, url, _ = app_module.serve(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
+                                 quiet=True, **serve_kwargs)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
+def server(app_module):
+    """URL of app.demo, exactly what `python app.py --model tiny` serves."""
+    with launched(app_module, app_module.demo) as url:
+        yield url
+
+
+@pytest.fixture
+def client(server, tmp_path):
+    from gradio_client import Client
+
+    return Client(server, verbose=False, download_files=str(tmp_path / "downloads"))

@@ -1,0 +1,136 @@
+"""The HTTP API of the running app (tiny model), through gradio_client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gradio_client.exceptions import AppError
+
+from conftest import SMALL
+from stg import video
+
+COMPARE_PARAMETERS = [
+    "prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "fps",
+    "cfg_scale", "cfg_rescale",
+    "stg_cfg_scale", "stg_scale", "stg_mode", "stg_blocks", "rescale", "stg_window_start", "stg_window_end",
+]
+GAP = 4
+
+
+def _path(value) -> str:
+    return value["video"] if isinstance(value, dict) else value
+
+
+def test_endpoints_and_parameter_names(client):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    compare = api["/compare"]["parameters"]
+    assert [p["parameter_name"] for p in compare] == COMPARE_PARAMETERS
+    required = [p["parameter_name"] for p in compare if not p["parameter_has_default"]]
+    assert required == ["prompt"]
+    assert len(api["/compare"]["returns"]) == 5
+
+    generate = [p["parameter_name"] for p in api["/generate"]["parameters"]]
+    assert generate == [n for n in COMPARE_PARAMETERS if n not in ("cfg_scale", "cfg_rescale")]
+    assert len(api["/generate"]["returns"]) == 3
+    # Nothing in a request picks the model.
+    assert not any("model" in p["parameter_name"] for e in api.values() for p in e["parameters"])
+
+
+def test_compare_returns_three_playable_videos(client, backend):
+    cfg, stg_, both, settings_path, seed = client.predict(
+        prompt="a red fox runs through the snow", seed=7, fps=12, stg_blocks="1, 2", stg_mode="stg-r",
+        **SMALL, api_name="/compare")
+    for path in (cfg, stg_):
+        info = video.probe(_path(path))
+        assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+        assert (info["frames"], info["height"], info["width"]) == (9, 32, 64)
+        assert info["fps"] == 12
+    info = video.probe(_path(both))
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["frames"] == 9
+    assert info["width"] == 2 * 64 + GAP  # the two panels and the gap between them
+    assert info["height"] > 32  # captions above the pictures
+    frames, _ = video.read_video(_path(both))
+    assert frames.shape == (9, info["height"], info["width"], 3)
+
+    assert seed == 7
+    settings = json.loads(Path(settings_path).read_text())
+    assert settings["model"] == "tiny" and settings["seed"] == 7 and settings["fps"] == 12
+    assert (settings["steps"], settings["num_frames"], settings["height"], settings["width"]) == (2, 9, 32, 64)
+    left, right = settings["panels"]
+    assert left["guidance"]["stg_scale"] == 0 and left["label"].startswith("CFG")
+    assert right["guidance"]["stg_blocks"] == [1, 2] and right["guidance"]["stg_mode"] == "stg-r"
+    assert left["frames_sha256"] != right["frames_sha256"]
+
+
+def test_defaults_come_from_the_preset(client, backend):
+    defaults = backend.preset.defaults
+    *_, settings_path, seed = client.predict("a cat walks on the grass", steps=2, api_name="/compare")
+    settings = json.loads(Path(settings_path).read_text())
+    assert seed == 0
+    assert (settings["num_frames"], settings["height"], settings["width"]) == (
+        defaults["num_frames"], defaults["height"], defaults["width"])
+    assert settings["negative_prompt"] == defaults["negative_prompt"]
+    left, right = (p["guidance"] for p in settings["panels"])
+    assert left["cfg_scale"] == defaults["cfg_scale"] and left["rescale"] == defaults["cfg_rescale"]
+    assert right["stg_scale"] == defaults["stg_scale"] and right["stg_mode"] == defaults["stg_mode"]
+    assert right["stg_blocks"] == defaults["stg_blocks"] and right["rescale"] == defaults["rescale"]
+
+
+def test_bad_blocks_are_refused_and_the_next_request_works(client, backend):
+    top = backend.depth - 1
+    with pytest.raises(AppError, match=rf"stg_blocks.*0-{top}"):
+        client.predict("a red fox", stg_blocks=str(backend.depth + 3), **SMALL, api_name="/compare")
+    with pytest.raises(AppError, match=r"stg_blocks must be block numbers"):
+        client.predict("a red fox", stg_blocks="two", **SMALL, api_name="/compare")
+    cfg, *_ , seed = client.predict("a red fox", stg_blocks=str(top), seed=3, **SMALL, api_name="/compare")
+    assert video.probe(_path(cfg))["frames"] == 9 and seed == 3
+
+
+def test_generate_makes_one_panel(client):
+    path, settings_path, seed = client.predict("a blue whale swims in the ocean", seed=11, stg_scale=0.5,
+                                               **SMALL, api_name="/generate")
+    info = video.probe(_path(path))
+    assert (info["codec"], info["pix_fmt"], info["frames"], info["width"], info["height"]) == ("h264", "yuv420p", 9, 64, 32)
+    settings = json.loads(Path(settings_path).read_text())
+    assert seed == 11 and len(settings["panels"]) == 1
+    assert settings["panels"][0]["guidance"]["stg_scale"] == 0.5
+
+
+def test_same_seed_same_frames_and_none_seed_is_random(client):
+    first = json.loads(Path(client.predict("a dog", seed=5, **SMALL, api_name="/compare")[3]).read_text())
+    again = json.loads(Path(client.predict("a dog", seed=5, **SMALL, api_name="/compare")[3]).read_text())
+    assert [p["frames_sha256"] for p in first["panels"]] == [p["frames_sha256"] for p in again["panels"]]
+    *_, seed = client.predict("a dog", seed=None, **SMALL, api_name="/generate")
+    assert 0 <= seed < 2**32
+
+
+def test_load_falls_back_to_tiny_without_a_gpu(app_module, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the default model would load")
+    backend, reason = app_module.load_backend(None)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("STG Studio:")]
+    assert backend.model == "tiny" and "no GPU" in reason
+    assert len(lines) == 1 and "tiny" in lines[0]
+
+
+def test_parse_blocks(backend):
+    from app import parse_blocks
+
+    assert parse_blocks("14, 19", 28, [19]) == [14, 19]
+    assert parse_blocks(" 3 ", 28, [19]) == [3]
+    assert parse_blocks("", 28, [19]) == [19]
+    assert parse_blocks(None, 28, [19]) == [19]
+    for bad in ("a", "1.5", "-1", "1;2"):
+        with pytest.raises(Exception, match="stg_blocks"):
+            parse_blocks(bad, 28, [19])
+
+
+def test_header_and_banner(app_module, backend):
+    header = app_module.header_markdown(backend)
+    assert "eps = eps_u + w (eps_c - eps_u) + s (eps_c - eps_p)" in header
+    assert "https://arxiv.org/abs/2411.18664" in header and str(backend.device) in header
+    assert "random" in app_module.banner_markdown(backend)
