@@ -227,8 +227,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     real = args.config == "ltx-video-2b"
     args.frames = args.frames or (121 if real else 25)
-    args.height = args.height or (512 if real else 256)
-    args.width_px = args.width_px or (768 if real else 256)
+    args.height = args.height or (512 if real else 384)
+    args.width_px = args.width_px or (768 if real else 384)
     result = transformer_steps(args) if real else cpu_pipeline(args)
     print_table(result)
     print(json.dumps(result))

@@ -100,7 +100,7 @@ class GuidedDenoiser:
             except torch.OutOfMemoryError:
                 if max_rows == 1:
                     raise
-                outputs = None
+                outputs = None  # drop partial results so their memory can be returned
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 self.max_rows = max_rows // 2
