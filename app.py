@@ -4,7 +4,7 @@
     python app.py --model tiny     # offline, CPU, random weights
     STG_MODEL=KEY|ID|PATH python app.py
 
-The page and the API (`/compare`, `/generate`) only wire Gradio components to `stg.Backend`.
+The page and the API (`/compare`, `/generate`, `/sweep`) only wire Gradio components to `stg.Backend`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ except ImportError:  # pragma: no cover - spaces is in requirements.txt
 
 import argparse
 import asyncio
-import hashlib
 import json
 import math
 import os
@@ -29,7 +28,7 @@ import time
 import traceback
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio.from_thread
@@ -39,6 +38,7 @@ from gradio.context import LocalContext
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import stg
+from stg import results
 from stg import video as stg_video
 from stg.backend import MAX_PROMPT_CHARS, MAX_SEED
 
@@ -52,6 +52,10 @@ FPS_RANGE = (1, 60)
 DELETE_CACHE = (600, 3600)  # every 10 minutes, delete result and upload files older than an hour
 MAX_GPU_SECONDS = 240
 PAPER = "https://arxiv.org/abs/2411.18664"
+MAX_CANDIDATES = 16  # blocks one sweep may try
+PANELS_PER_RUN = 4  # panels denoised together in one batched run of a sweep
+TABLE_COLUMNS = ["block", "label", "motion", "flicker", "sharpness"]  # results.sweep_table's rows, in order
+SAME_MOTION = 5  # percent: closer motion figures than this count as the same under the videos
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # pillow refuses to decode past twice this; load_image refuses past it
 ON_ZERO_GPU = bool(spaces is not None and spaces.config.Config.zero_gpu)
@@ -113,12 +117,36 @@ _GPU_LOCK = threading.Lock()  # a cancelled run leaves Gradio's slot at once but
 RUNS: list[dict] = []  # how recent runs ended, newest last (kept short)
 
 
+def sweep_panels(reference: stg.Guidance, candidate: stg.Guidance, blocks) -> list[stg.Guidance]:
+    """The panels of a sweep, as `Backend.sweep` makes them: the reference, then candidate with each block alone."""
+    return [reference] + [replace(candidate, stg_blocks=(block,)) for block in blocks]
+
+
+def _panels(job: dict) -> list[stg.Guidance]:
+    """Every panel a job denoises."""
+    return sweep_panels(*job["guidances"], job["blocks"]) if job["kind"] == "sweep" else list(job["guidances"])
+
+
+def _run_job(backend: stg.Backend, job: dict, callback) -> list:
+    return backend.run(job["prompt"], job["guidances"], callback=callback, **job["options"])
+
+
+def _sweep_job(backend: stg.Backend, job: dict, callback) -> list:
+    reference, candidate = job["guidances"]
+    first, others = backend.sweep(job["prompt"], reference, candidate, job["blocks"], callback=callback,
+                                  panels_per_run=job["panels_per_run"], **job["options"])
+    return [first, *others]
+
+
+JOBS = {"run": _run_job, "sweep": _sweep_job}  # a job's kind: how run_on_gpu calls the backend
+
+
 def _work(job: dict) -> float:
     """Transformer passes x steps x frames x pixels: what the run's GPU time grows with."""
     options = job["options"]
     backend = _BACKENDS[job["backend"]]
     sizes = [options.get(k) or backend.preset.defaults[k] for k in ("steps", "num_frames", "height", "width")]
-    passes = sum(1 + (1.0 if g.cfg_scale != 1 else 0) + (0.5 if g.uses_stg else 0) for g in job["guidances"])
+    passes = sum(1 + (1.0 if g.cfg_scale != 1 else 0) + (0.5 if g.uses_stg else 0) for g in _panels(job))
     return math.prod(sizes) * passes
 
 
@@ -129,7 +157,9 @@ def gpu_duration(job: dict) -> int:
 
 @gpu(duration=gpu_duration)
 def run_on_gpu(job: dict) -> list:
-    """Denoise one request (picklable in and out, as ZeroGPU needs); only gr.Error leaves it."""
+    """Denoise one request (picklable in and out, as ZeroGPU needs); only gr.Error leaves it.
+
+    job["kind"] names the work (a key of JOBS); the videos come back in panel order."""
     backend = _BACKENDS[job["backend"]]
     control = _CONTROLS.get(job["token"]) or RunControl(None)
     outcome = {"token": job["token"], "status": "done", "step": 0, "steps": 0}
@@ -152,7 +182,7 @@ def run_on_gpu(job: dict) -> list:
         try:
             if control.stopped():
                 raise Stopped()
-            return backend.run(job["prompt"], job["guidances"], callback=on_step, **job["options"])
+            return JOBS[job["kind"]](backend, job, on_step)
         except Stopped:
             outcome["status"] = "stopped"
             raise gr.Error("Stopped.", print_exception=False) from None
@@ -179,16 +209,21 @@ def run_on_gpu(job: dict) -> list:
 
 
 # -- request parsing -------------------------------------------------------------------------------
-def parse_blocks(text, depth: int, default) -> list[int]:
-    """'14, 19' -> [14, 19]; empty or None -> the preset's blocks."""
+def parse_blocks(text, depth: int, default, name: str = "stg_blocks") -> list[int]:
+    """'14, 19' -> [14, 19]; empty or None -> default (the preset's blocks, or a sweep's candidates)."""
     if text is None or not str(text).strip():
         return list(default)
     parts = [p.strip() for p in re.split(r"[,\s]+", str(text).strip()) if p.strip()]
     if not all(re.fullmatch(r"\d+", p) for p in parts):
-        raise gr.Error(f"stg_blocks must be block numbers separated by commas, such as '{default[0]}' or "
-                       f"'{max(default[0] - 5, 0)}, {default[0]}' (this model has {depth} blocks: 0-{depth - 1}), "
-                       f"got {str(text)[:60]!r}", print_exception=False)
+        examples = (f"'{default[0]}' or '{max(default[0] - 5, 0)}, {default[0]}'" if len(default) == 1
+                    else f"'{', '.join(map(str, default[:3]))}'")
+        raise gr.Error(f"{name} must be block numbers separated by commas, such as {examples} "
+                       f"(this model has {depth} blocks: 0-{depth - 1}), got {str(text)[:60]!r}", print_exception=False)
     return [int(p) for p in parts]
+
+
+def blocks_text(blocks) -> str:
+    return ", ".join(map(str, blocks))
 
 
 @contextmanager
@@ -206,6 +241,7 @@ def _named(names: dict[str, str]):
 LEFT_NAMES = {"rescale": "cfg_rescale"}
 RIGHT_NAMES = {"cfg_scale": "stg_cfg_scale", "window start": "stg_window_start", "window end": "stg_window_end",
                "window": "stg_window_start, stg_window_end"}
+SWEEP_NAMES = {**RIGHT_NAMES, "stg_blocks": "candidate_blocks"}
 
 
 def load_image(path, image_to_video: bool) -> Image.Image | None:
@@ -260,10 +296,6 @@ def _guard(component, name: str, allowed: str):
     return component
 
 
-def _sha256(frames) -> str:
-    return hashlib.sha256(frames.tobytes()).hexdigest()
-
-
 # -- the app ---------------------------------------------------------------------------------------
 class Studio:
     """Request handlers around one backend; the Gradio functions are its methods."""
@@ -272,6 +304,7 @@ class Studio:
         self.backend = backend
         self.defaults = backend.preset.defaults
         self.output_dir = Path(output_dir or Path(gr.utils.get_upload_folder()) / "stg-studio")
+        self.explorer_defaults = _reduced(backend, steps=0.5, frames=0.5)  # a sweep's size when none is given
         _BACKENDS[id(backend)] = backend
 
     # Parameter names below are the API's; every one but prompt may be None, meaning the preset's default.
@@ -304,10 +337,11 @@ class Studio:
             CFG video, CFG + STG video, side-by-side video with captions, settings JSON file, seed
         """
         left = self._cfg_panel(cfg_scale, cfg_rescale)
-        right = self._stg_panel(stg_cfg_scale, stg_scale, stg_mode, stg_blocks, rescale, stg_window_start, stg_window_end)
+        right = self._stg_panel(stg_cfg_scale, stg_scale, stg_mode, self._blocks(stg_blocks), rescale,
+                                stg_window_start, stg_window_end)
         videos, fps = self._run(prompt, [left, right], negative_prompt, image, seed, steps, num_frames, height, width,
                                 fps, progress, request)
-        labels = [self._label("CFG", left), self._label("CFG + STG", right)]
+        labels = results.comparison_labels(left, right)
         paths = [self._mp4(v.frames, fps, tag) for v, tag in zip(videos, ("cfg", "cfg-stg"))]
         both = stg_video.side_by_side([v.frames for v in videos], labels, gap=4)
         paths.append(self._mp4(both, fps, "side-by-side"))
@@ -322,11 +356,107 @@ class Studio:
         Returns:
             video, settings JSON file, seed
         """
-        panel = self._stg_panel(stg_cfg_scale, stg_scale, stg_mode, stg_blocks, rescale, stg_window_start, stg_window_end)
+        panel = self._stg_panel(stg_cfg_scale, stg_scale, stg_mode, self._blocks(stg_blocks), rescale,
+                                stg_window_start, stg_window_end)
         videos, fps = self._run(prompt, [panel], negative_prompt, image, seed, steps, num_frames, height, width, fps,
                                 progress, request)
-        label = self._label("CFG + STG" if panel.uses_stg else "CFG", panel)
+        label = results.label("CFG + STG" if panel.uses_stg else "CFG", panel)
         return self._mp4(videos[0].frames, fps, "panel"), self._settings(videos, [label], fps), videos[0].seed
+
+    def sweep(self, prompt, negative_prompt=None, image=None, seed=0, steps=None, num_frames=None, height=None,
+              width=None, fps=None, cfg_scale=None, cfg_rescale=None, stg_cfg_scale=None, stg_scale=None,
+              stg_mode=None, candidate_blocks=None, rescale=None, stg_window_start=None, stg_window_end=None,
+              progress=gr.Progress(track_tqdm=ON_ZERO_GPU), request: gr.Request = None):
+        """Make the CFG video and one CFG + STG video per candidate block, same prompt and seed, in batched runs.
+
+        Parameters are those of /compare, with candidate_blocks in place of stg_blocks; steps, num_frames, height
+        and width default to a reduced size (half the preset's steps, frames and resolution). The table has the
+        columns block, label, motion, flicker and sharpness: the CFG row first (no block), then a row per block.
+
+        Args:
+            prompt: what the video shows (at most 2000 characters)
+            negative_prompt: what it should not show; None: the preset's
+            image: first frame, for image-to-video models only
+            seed: 0 to 4294967295; None: a random seed (the one used is returned)
+            steps: denoising steps; None: half the preset's
+            num_frames: frames, of the form 8n+1 for LTX-Video; None: about half the preset's
+            height: pixels, a multiple of 32 for LTX-Video; None: about half the preset's
+            width: pixels, a multiple of 32 for LTX-Video; None: about half the preset's
+            fps: frames per second of the grid video; None: the preset's
+            cfg_scale: CFG video: guidance scale w
+            cfg_rescale: CFG video: rescale toward std(eps_c), 0 (off) to 1
+            stg_cfg_scale: CFG + STG videos: guidance scale w
+            stg_scale: CFG + STG videos: STG scale s, above 0
+            stg_mode: CFG + STG videos: "stg-r" (residual skip) or "stg-a" (attention skip)
+            candidate_blocks: blocks to try, such as "0, 4, 8" (at most 16); empty: about eight across the depth
+            rescale: CFG + STG videos: rescale toward std(eps_c), 0 (off) to 1
+            stg_window_start: CFG + STG videos: fraction of the steps where STG starts
+            stg_window_end: CFG + STG videos: fraction of the steps where STG ends
+        Returns:
+            grid video (CFG, then a labelled cell per block), figures table, the table as CSV, settings JSON file, seed
+        """
+        reference = self._cfg_panel(cfg_scale, cfg_rescale)
+        blocks = self._candidates(candidate_blocks)
+        candidate = self._stg_panel(stg_cfg_scale, stg_scale, stg_mode, blocks, rescale, stg_window_start,
+                                    stg_window_end, SWEEP_NAMES)
+        if not candidate.stg_scale:
+            raise gr.Error("stg_scale must be above 0 for a block sweep: at 0 every candidate is the CFG video",
+                           print_exception=False)
+        size = self.explorer_defaults
+        videos, fps = self._run(prompt, [reference, candidate], negative_prompt, image, seed,
+                                _pick(steps, size["steps"]), _pick(num_frames, size["num_frames"]),
+                                _pick(height, size["height"]), _pick(width, size["width"]), fps, progress, request,
+                                blocks=blocks)
+        first, others = videos[0], videos[1:]
+        panels = sweep_panels(reference, candidate, blocks)
+        rows = results.sweep_table(first, others)
+        table = self._new_file("figures", ".csv")
+        results.write_csv(rows, table)
+        return (self._mp4(results.sweep_grid(first, others), fps, "grid"),
+                {"headers": TABLE_COLUMNS, "data": [[row[name] for name in TABLE_COLUMNS] for row in rows]},
+                str(table), self._settings(videos, results.sweep_labels(panels[0], panels[1:]), fps), first.seed)
+
+    @staticmethod
+    def figures(settings_path):
+        """The figures under the CFG and CFG + STG videos, read from a comparison's settings JSON."""
+        try:
+            panels = json.loads(Path(settings_path).read_text())["panels"]
+        except (TypeError, OSError, ValueError, KeyError):
+            return "", ""
+        if len(panels) != 2:  # not a comparison
+            return "", ""
+        cfg, with_stg = (panel["figures"] for panel in panels)
+        return figures_markdown(cfg), figures_markdown(with_stg, cfg) + "  \n" + motion_verdict(cfg, with_stg)
+
+    def use_block(self, evt: gr.SelectData):
+        """A click on a row of the explorer's table: its block goes to the Compare tab's blocks."""
+        try:
+            block = int((evt.row_value or [None])[0])
+        except (TypeError, ValueError):  # the CFG row: no block
+            block = None
+        if block is None or not 0 <= block < self.backend.depth:
+            return gr.update(), "The CFG row has no block: click the row of a candidate block."
+        gr.Info(f"Block {block} is now in the Compare tab's blocks.")
+        return str(block), f"Block {block} is now in the Compare tab's blocks (CFG + STG, Advanced)."
+
+    @staticmethod
+    def prefill(prompt, seed, seed_used, copied):
+        """On opening the explorer: a prompt new on the Compare tab comes over with its seed (else nothing changes)."""
+        if not prompt or not prompt.strip() or prompt == copied:
+            return gr.skip(), gr.skip(), gr.skip()
+        return prompt, seed_used if seed_used is not None else seed, prompt
+
+    @staticmethod
+    def summary(table) -> str:
+        """One line under the explorer's table: which block kept the most motion, against the CFG video."""
+        data = getattr(table, "values", None)
+        rows = [list(row) for row in data] if data is not None else []
+        if len(rows) < 2:
+            return ""
+        motion = TABLE_COLUMNS.index("motion")
+        best = max(rows[1:], key=lambda row: row[motion])
+        return (f"Most motion: **{best[1]}**, {best[motion]:.2f} px a frame against {rows[0][motion]:.2f} px with "
+                "CFG alone. Click a row to use its block on the Compare tab.")
 
     def example(self, prompt):
         """An example prompt with every other setting at the preset's defaults (cached on first use)."""
@@ -351,17 +481,33 @@ class Studio:
         with _named(LEFT_NAMES):
             return stg.Guidance(_pick(cfg_scale, d["cfg_scale"]), rescale=_pick(cfg_rescale, d["cfg_rescale"]))
 
-    def _stg_panel(self, cfg_scale, stg_scale, stg_mode, stg_blocks, rescale, start, end) -> stg.Guidance:
+    def _blocks(self, stg_blocks) -> list[int]:
+        return parse_blocks(stg_blocks, self.backend.depth, self.defaults["stg_blocks"])
+
+    def _candidates(self, candidate_blocks) -> list[int]:
+        depth = self.backend.depth
+        blocks = parse_blocks(candidate_blocks, depth, results.default_candidates(depth), "candidate_blocks")
+        blocks = list(dict.fromkeys(blocks))  # each block once, in the order given
+        if len(blocks) > MAX_CANDIDATES:
+            raise gr.Error(f"candidate_blocks: at most {MAX_CANDIDATES} blocks a sweep, got {len(blocks)}",
+                           print_exception=False)
+        return blocks
+
+    def _stg_panel(self, cfg_scale, stg_scale, stg_mode, blocks, rescale, start, end,
+                   names=RIGHT_NAMES) -> stg.Guidance:
         d = self.defaults
-        blocks = parse_blocks(stg_blocks, self.backend.depth, d["stg_blocks"])
-        with _named(RIGHT_NAMES):
-            return stg.Guidance(_pick(cfg_scale, d["cfg_scale"]), stg_scale=_pick(stg_scale, d["stg_scale"]),
-                                stg_mode=_pick(stg_mode, d["stg_mode"]), stg_blocks=blocks,
-                                rescale=_pick(rescale, d["rescale"]),
-                                window=(_pick(start, d["window"][0]), _pick(end, d["window"][1])))
+        with _named(names):
+            panel = stg.Guidance(_pick(cfg_scale, d["cfg_scale"]), stg_scale=_pick(stg_scale, d["stg_scale"]),
+                                 stg_mode=_pick(stg_mode, d["stg_mode"]), stg_blocks=blocks,
+                                 rescale=_pick(rescale, d["rescale"]),
+                                 window=(_pick(start, d["window"][0]), _pick(end, d["window"][1])))
+            panel.check_depth(self.backend.depth)
+        return panel
 
     def _run(self, prompt, guidances, negative_prompt, image, seed, steps, num_frames, height, width, fps, progress,
-             request):
+             request, blocks=None):
+        """Check, then denoise on the GPU: the guidances' panels, or with blocks a sweep (guidances: reference,
+        candidate). Returns the videos in panel order and the fps."""
         preset = self.backend.preset
         fps = _pick(fps, preset.fps)
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
@@ -372,15 +518,18 @@ class Studio:
             negative_prompt=_pick(negative_prompt, self.defaults["negative_prompt"]),
             image=load_image(image, self.backend.image_to_video), seed=seed, steps=_int(steps), num_frames=_int(num_frames),
             height=_int(height), width=_int(width))
-        with _named({}):  # refuse bad input here, before any GPU time is reserved
-            checked = self.backend.check(prompt, guidances, **options)
-        options.update(steps=checked.steps, num_frames=checked.num_frames, height=checked.height, width=checked.width)
         token = uuid.uuid4().hex
+        job = dict(kind="run" if blocks is None else "sweep", backend=id(self.backend), token=token, prompt=prompt,
+                   guidances=list(guidances), blocks=blocks, panels_per_run=PANELS_PER_RUN, options=options)
+        panels = _panels(job)
+        with _named({}):  # refuse bad input here, before any GPU time is reserved
+            checked = self.backend.check(prompt, panels, **options)
+        options.update(steps=checked.steps, num_frames=checked.num_frames, height=checked.height, width=checked.width)
+        runs = 1 if blocks is None else math.ceil(len(panels) / PANELS_PER_RUN)
         _CONTROLS[token] = RunControl(getattr(request, "session_hash", None), task=_current_task(), progress=progress)
         try:
             if progress is not None and not ON_ZERO_GPU:
-                progress((0, options["steps"]), desc="Waiting for the GPU", unit="steps")
-            job = dict(backend=id(self.backend), token=token, prompt=prompt, guidances=list(guidances), options=options)
+                progress((0, options["steps"] * runs), desc="Waiting for the GPU", unit="steps")
             videos = run_on_gpu(job)
         except gr.Error:
             raise
@@ -394,18 +543,6 @@ class Studio:
             progress(1.0, desc="Writing videos")
         return videos, fps
 
-    @staticmethod
-    def _label(name: str, g: stg.Guidance) -> str:
-        text = f"{name}: w {g.cfg_scale:g}"
-        if g.uses_stg:
-            text += f", s {g.stg_scale:g}, {g.stg_mode}, block{'s' if len(g.stg_blocks) > 1 else ''} " \
-                    f"{', '.join(map(str, g.stg_blocks))}"
-            if tuple(g.window) != (0.0, 1.0):
-                text += f", steps {g.window[0]:g}-{g.window[1]:g}"
-        if g.rescale:
-            text += f", rescale {g.rescale:g}"
-        return text
-
     def _new_file(self, tag: str, suffix: str) -> Path:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         handle, path = tempfile.mkstemp(prefix=f"stg-{tag}-", suffix=suffix, dir=self.output_dir)
@@ -416,13 +553,9 @@ class Studio:
         return str(stg_video.write_mp4(frames, self._new_file(tag, ".mp4"), fps))
 
     def _settings(self, videos, labels, fps) -> str:
-        first = dict(videos[0].settings)
-        first.pop("guidance", None)
-        first["fps"] = fps
-        first["panels"] = [{"label": label, "guidance": v.settings["guidance"], "frames_sha256": _sha256(v.frames)}
-                           for v, label in zip(videos, labels)]
+        """The settings JSON (shared settings, then per panel its guidance, figures and frames' SHA-256)."""
         path = self._new_file("settings", ".json")
-        path.write_text(json.dumps(first, indent=2))
+        path.write_text(json.dumps(results.settings_document(videos, labels, fps), indent=2))
         return str(path)
 
 
@@ -484,11 +617,86 @@ def banner_markdown(backend: stg.Backend, reason: str = "") -> str:
             "app works, not what STG does. Start with `--model ltx-video` on a GPU for real videos.")
 
 
-def _quick(backend: stg.Backend) -> dict:
+FIGURES_HELP = (
+    "**Figures under each video**\n"
+    "- *Motion*: mean shift between consecutive frames, in pixels (phase correlation on tiles, a cheap stand-in "
+    "for optical flow).\n"
+    "- *Flicker*: mean change of the frame brightness from one frame to the next (0-255; lower is steadier).\n"
+    "- *Sharpness*: variance of the Laplacian (higher is crisper).\n"
+    "- The paper's claim: CFG alone loses motion, STG keeps it. Compare the motion figures to see whether it "
+    "holds for this prompt and seed. The settings JSON has them too."
+)
+
+
+def figures_markdown(figures: dict, reference: dict | None = None) -> str:
+    """'motion **1.20** px · flicker **0.31** · sharpness **812**', with the change against reference if given."""
+    def shown(name: str, unit: str = "") -> str:
+        value = figures[name]
+        text = f"{name} **{value:.2f}**{unit}" if value < 100 else f"{name} **{value:.0f}**{unit}"
+        if reference is not None and reference[name]:
+            text += f" ({round((value / reference[name] - 1) * 100):+d}% vs CFG)"
+        return text
+
+    return " · ".join([shown("motion", " px"), shown("flicker"), shown("sharpness")])
+
+
+def motion_verdict(cfg: dict, with_stg: dict) -> str:
+    """Whether this comparison shows the paper's claim; changes under SAME_MOTION percent count as none."""
+    before, after = cfg["motion"], with_stg["motion"]
+    change = (after / before - 1) * 100 if before else (100.0 if after else 0.0)
+    if change >= SAME_MOTION:
+        return "More motion with STG than with CFG alone, as the paper reports."
+    if change <= -SAME_MOTION:
+        return "Less motion with STG than with CFG alone: the paper's claim does not show on this prompt and seed."
+    return f"About as much motion with STG as with CFG alone (within {SAME_MOTION}%)."
+
+
+def _reduced(backend: stg.Backend, steps: float, frames: float) -> dict:
+    """The preset's steps and frames times these shares and half its resolution, kept within its limits."""
     d, lim = backend.preset.defaults, backend.preset.limits
-    return dict(steps=max(lim["steps"]["min"], d["steps"] // 4), num_frames=lim["num_frames"]["min"],
-                height=max(lim["height"]["min"], d["height"] // 2 // lim["height"]["multiple"] * lim["height"]["multiple"]),
-                width=max(lim["width"]["min"], d["width"] // 2 // lim["width"]["multiple"] * lim["width"]["multiple"]))
+    step = lim["num_frames"]["step"]
+    size = {name: max(lim[name]["min"], d[name] // 2 // lim[name]["multiple"] * lim[name]["multiple"])
+            for name in ("height", "width")}
+    frame_count = (int(d["num_frames"] * frames) - 1) // step * step + 1  # of the form step * n + 1
+    return dict(steps=max(lim["steps"]["min"], int(d["steps"] * steps)),
+                num_frames=max(lim["num_frames"]["min"], frame_count), **size)
+
+
+EXPLORER_HELP = (
+    "Which block to perturb depends on the model. Here the CFG video and one CFG + STG video per candidate block "
+    "are made from the same prompt and seed, at a reduced size, and shown in one labelled grid with their figures. "
+    "Click a row of the table to use its block on the Compare tab. The negative prompt, the guidance scales w, "
+    "the CFG rescale, the STG window and the frames per second are the Compare tab's."
+)
+
+
+def _size_controls(lim: dict, values: dict) -> list:
+    """Steps, frames, height and width sliders at these values, each guarded with its API name."""
+    steps = gr.Slider(lim["steps"]["min"], lim["steps"]["max"], value=values["steps"], step=1, label="Steps")
+    frames = gr.Slider(lim["num_frames"]["min"], lim["num_frames"]["max"], value=values["num_frames"],
+                       step=lim["num_frames"]["step"], label="Frames")
+    with gr.Row():
+        height = gr.Slider(lim["height"]["min"], lim["height"]["max"], value=values["height"],
+                           step=lim["height"]["multiple"], label="Height")
+        width = gr.Slider(lim["width"]["min"], lim["width"]["max"], value=values["width"],
+                          step=lim["width"]["multiple"], label="Width")
+    _guard(steps, "steps", f"an integer in [{lim['steps']['min']}, {lim['steps']['max']}]")
+    frame_rule = lim["num_frames"]
+    _guard(frames, "num_frames", f"of the form {frame_rule['step']}n+1 in [{frame_rule['min']}, {frame_rule['max']}]")
+    for component, name in ((height, "height"), (width, "width")):
+        _guard(component, name, f"a multiple of {lim[name]['multiple']} in [{lim[name]['min']}, {lim[name]['max']}]")
+    return [steps, frames, height, width]
+
+
+def _stg_controls(d: dict, modes: list) -> tuple:
+    """Created where the caller is: STG mode, STG scale s, rescale (each guarded with its API name)."""
+    mode = _guard(gr.Radio(modes, value=d["stg_mode"], label="Mode", render=False), "stg_mode",
+                  f"one of {', '.join(stg.MODES)}")
+    scale = _guard(gr.Slider(0, 10, value=d["stg_scale"], step=0.05, label="STG scale s", render=False), "stg_scale",
+                   "a number in [0, 10]")
+    rescale = _guard(gr.Slider(0, 1, value=d["rescale"], step=0.05, label="Rescale (0: off)", render=False),
+                     "rescale", "a number in [0, 1]")
+    return mode, scale, rescale
 
 
 def build_demo(backend: stg.Backend, reason: str = "", *, delete_cache=DELETE_CACHE, output_dir=None) -> gr.Blocks:
@@ -498,7 +706,8 @@ def build_demo(backend: stg.Backend, reason: str = "", *, delete_cache=DELETE_CA
     modes = [(f"{key}: {text}", key) for key, text in stg.MODES.items()]
     settings_presets = {"Official recipe": dict(steps=d["steps"], num_frames=d["num_frames"],
                                                                  height=d["height"], width=d["width"]),
-                        "Quick preview": _quick(backend)}
+                        "Quick preview": _reduced(backend, steps=0.25, frames=0)}
+    depth_text = f"this model has {backend.depth}: 0-{backend.depth - 1}"
 
     with gr.Blocks(title="STG Studio", delete_cache=delete_cache) as demo:
         video = dict(autoplay=True, loop=True, interactive=False, render=False)
@@ -512,95 +721,136 @@ def build_demo(backend: stg.Backend, reason: str = "", *, delete_cache=DELETE_CA
         gr.Markdown(header_markdown(backend), elem_id="header")
         if preset.is_tiny:
             gr.Markdown(banner_markdown(backend, reason), elem_classes="banner")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                prompt = gr.Textbox(label="Prompt", lines=3, max_length=MAX_PROMPT_CHARS,
-                                    placeholder=preset.examples[0] if preset.examples else "")
-                negative = gr.Textbox(label="Negative prompt", value=d["negative_prompt"], lines=1,
-                                      max_length=MAX_PROMPT_CHARS)
-                image = gr.Image(label="First frame", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                 visible=backend.image_to_video, height=240)
-                with gr.Row():
-                    run = gr.Button("Generate", variant="primary", scale=3)
-                    stop = gr.Button("Stop", variant="stop", scale=1)
-                if preset.examples:
-                    gr.Examples([[p] for p in preset.examples], inputs=[prompt], fn=studio.example, outputs=outputs,
-                                cache_examples=True, cache_mode="lazy", label="Example prompts")
-            with gr.Column(scale=2):
-                recipe = gr.Dropdown(list(settings_presets), value=list(settings_presets)[0], label="Settings preset")
-                with gr.Row():
-                    seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED, scale=2)
-                    randomize = gr.Checkbox(label="Randomize seed", value=True, scale=1)
-                steps = gr.Slider(lim["steps"]["min"], lim["steps"]["max"], value=d["steps"], step=1, label="Steps")
-                frames = gr.Slider(lim["num_frames"]["min"], lim["num_frames"]["max"], value=d["num_frames"],
-                                   step=lim["num_frames"]["step"], label="Frames")
-                with gr.Row():
-                    height = gr.Slider(lim["height"]["min"], lim["height"]["max"], value=d["height"],
-                                       step=lim["height"]["multiple"], label="Height")
-                    width = gr.Slider(lim["width"]["min"], lim["width"]["max"], value=d["width"],
-                                      step=lim["width"]["multiple"], label="Width")
-                fps = gr.Slider(FPS_RANGE[0], FPS_RANGE[1], value=preset.fps, step=1, label="Frames per second")
-        with gr.Row(equal_height=False):
-            with gr.Column(variant="panel"):
-                gr.Markdown("### CFG", elem_classes="panel-title")
-                cfg_scale = gr.Slider(0, 20, value=d["cfg_scale"], step=0.1, label="Guidance scale w")
-                with gr.Accordion("Advanced", open=False):
-                    cfg_rescale = gr.Slider(0, 1, value=d["cfg_rescale"], step=0.05, label="Rescale (0: off)")
-                left_video.render()
-            with gr.Column(variant="panel"):
-                gr.Markdown("### CFG + STG", elem_classes="panel-title")
-                with gr.Row():
-                    stg_cfg_scale = gr.Slider(0, 20, value=d["cfg_scale"], step=0.1, label="Guidance scale w")
-                    stg_scale = gr.Slider(0, 10, value=d["stg_scale"], step=0.05, label="STG scale s")
-                with gr.Accordion("Advanced", open=False):
-                    mode = gr.Radio(modes, value=d["stg_mode"], label="Mode")
-                    blocks = gr.Textbox(value=", ".join(map(str, d["stg_blocks"])), max_lines=1,
-                                        label=f"Blocks (this model has {backend.depth}: 0-{backend.depth - 1})",
-                                        info="Comma-separated, such as 19 or 14, 19; empty: the preset's")
-                    rescale = gr.Slider(0, 1, value=d["rescale"], step=0.05, label="Rescale (0: off)")
-                    with gr.Row():
-                        start = gr.Slider(0, 1, value=d["window"][0], step=0.05, label="STG from (fraction of steps)")
-                        end = gr.Slider(0, 1, value=d["window"][1], step=0.05, label="STG until")
-                right_video.render()
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                gr.Markdown("**Side by side**: one file, so both halves always play in sync")
-                both_video.render()
-            with gr.Column(scale=1):
-                settings_file.render()
-                seed_used.render()
-                # Per-panel figures (motion, flicker, sharpness) belong in this column.
-        gr.Markdown("Use it from Python: `gradio_client.Client(url).predict(prompt=..., api_name=\"/compare\")`; "
-                    "the API page below lists every parameter.")
+        with gr.Tabs():
+            with gr.Tab("Compare", id="compare"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        prompt = gr.Textbox(label="Prompt", lines=3, max_length=MAX_PROMPT_CHARS,
+                                            placeholder=preset.examples[0] if preset.examples else "")
+                        negative = gr.Textbox(label="Negative prompt", value=d["negative_prompt"], lines=1,
+                                              max_length=MAX_PROMPT_CHARS)
+                        image = gr.Image(label="First frame", type="filepath", image_mode=None,
+                                         sources=["upload", "clipboard"], visible=backend.image_to_video, height=240)
+                        with gr.Row():
+                            run = gr.Button("Generate", variant="primary", scale=3)
+                            stop = gr.Button("Stop", variant="stop", scale=1)
+                        if preset.examples:
+                            gr.Examples([[p] for p in preset.examples], inputs=[prompt], fn=studio.example,
+                                        outputs=outputs, cache_examples=True, cache_mode="lazy",
+                                        label="Example prompts")
+                    with gr.Column(scale=2):
+                        recipe = gr.Dropdown(list(settings_presets), value=list(settings_presets)[0],
+                                             label="Settings preset")
+                        with gr.Row():
+                            seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED, scale=2)
+                            randomize = gr.Checkbox(label="Randomize seed", value=True, scale=1)
+                        sizes = _size_controls(lim, d)
+                        fps = gr.Slider(FPS_RANGE[0], FPS_RANGE[1], value=preset.fps, step=1, label="Frames per second")
+                with gr.Row(equal_height=False):
+                    with gr.Column(variant="panel"):
+                        gr.Markdown("### CFG", elem_classes="panel-title")
+                        cfg_scale = gr.Slider(0, 20, value=d["cfg_scale"], step=0.1, label="Guidance scale w")
+                        with gr.Accordion("Advanced", open=False):
+                            cfg_rescale = gr.Slider(0, 1, value=d["cfg_rescale"], step=0.05, label="Rescale (0: off)")
+                        left_video.render()
+                        cfg_figures = gr.Markdown(elem_id="cfg-figures", elem_classes="figures")
+                    with gr.Column(variant="panel"):
+                        gr.Markdown("### CFG + STG", elem_classes="panel-title")
+                        mode, stg_scale, rescale = _stg_controls(d, modes)
+                        with gr.Row():
+                            stg_cfg_scale = gr.Slider(0, 20, value=d["cfg_scale"], step=0.1, label="Guidance scale w")
+                            stg_scale.render()
+                        with gr.Accordion("Advanced", open=False):
+                            mode.render()
+                            blocks = gr.Textbox(value=blocks_text(d["stg_blocks"]), max_lines=1,
+                                                label=f"Blocks ({depth_text})",
+                                                info="Comma-separated, such as 19 or 14, 19; empty: the preset's")
+                            rescale.render()
+                            with gr.Row():
+                                start = gr.Slider(0, 1, value=d["window"][0], step=0.05,
+                                                  label="STG from (fraction of steps)")
+                                end = gr.Slider(0, 1, value=d["window"][1], step=0.05, label="STG until")
+                        right_video.render()
+                        stg_figures = gr.Markdown(elem_id="stg-figures", elem_classes="figures")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        gr.Markdown("**Side by side**: one file, so both halves always play in sync")
+                        both_video.render()
+                    with gr.Column(scale=1):
+                        settings_file.render()
+                        seed_used.render()
+                        gr.Markdown(FIGURES_HELP, elem_classes="figures-help")
 
-        _guard(seed, "seed", f"an integer in [0, {MAX_SEED}]")
-        _guard(steps, "steps", f"an integer in [{lim['steps']['min']}, {lim['steps']['max']}]")
-        frame_rule = lim["num_frames"]
-        _guard(frames, "num_frames", f"of the form {frame_rule['step']}n+1 in [{frame_rule['min']}, {frame_rule['max']}]")
-        for component, name in ((height, "height"), (width, "width")):
-            _guard(component, name, f"a multiple of {lim[name]['multiple']} in [{lim[name]['min']}, {lim[name]['max']}]")
+            with gr.Tab("Block explorer", id="explorer") as explorer_tab:
+                gr.Markdown(EXPLORER_HELP)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        x_prompt = gr.Textbox(label="Prompt to explore", lines=2, max_length=MAX_PROMPT_CHARS,
+                                              placeholder="Opening this tab brings the Compare tab's prompt and seed")
+                        candidates = gr.Textbox(
+                            value=blocks_text(results.default_candidates(backend.depth)), max_lines=1,
+                            label=f"Candidate blocks, one video each ({depth_text})",
+                            info=f"Comma-separated, at most {MAX_CANDIDATES}; empty: about eight spread over the depth")
+                        with gr.Row():
+                            explore = gr.Button("Explore", variant="primary", scale=3)
+                            x_stop = gr.Button("Stop", variant="stop", scale=1)
+                        x_mode, x_scale, x_rescale = _stg_controls(d, modes)
+                        x_mode.render()
+                        with gr.Row():
+                            x_scale.render()
+                            x_rescale.render()
+                    with gr.Column(scale=2, elem_id="explorer-settings"):
+                        x_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED)
+                        x_sizes = _size_controls(lim, studio.explorer_defaults)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        grid_video = gr.Video(label="CFG, then one CFG + STG video per block", elem_id="grid-video",
+                                              autoplay=True, loop=True, interactive=False, height=560)
+                    with gr.Column(scale=2):
+                        table = gr.Dataframe(headers=TABLE_COLUMNS, datatype=["number", "str", "number", "number",
+                                             "number"], label="Figures per video (click a row to use its block)",
+                                             interactive=False, elem_id="sweep-table")
+                        x_summary = gr.Markdown(elem_id="sweep-summary")
+                        x_note = gr.Markdown(elem_id="sweep-note")
+                        csv_file = gr.File(label="Figures (CSV)", interactive=False)
+                        x_settings = gr.File(label="Grid settings (JSON)", interactive=False)
+                        x_seed_used = gr.Number(label="Seed of this grid", precision=0, interactive=False)
+        gr.Markdown("Use it from Python: `gradio_client.Client(url).predict(prompt=..., api_name=\"/compare\")`, "
+                    "or `api_name=\"/sweep\"` for the block explorer; the API page below lists every parameter.")
+
+        for component in (seed, x_seed):
+            _guard(component, "seed", f"an integer in [0, {MAX_SEED}]")
         _guard(fps, "fps", f"a number in [{FPS_RANGE[0]}, {FPS_RANGE[1]}]")
-        for component, name, high in ((cfg_scale, "cfg_scale", 20), (stg_cfg_scale, "stg_cfg_scale", 20),
-                                      (stg_scale, "stg_scale", 10)):
-            _guard(component, name, f"a number in [0, {high}]")
-        for component, name in ((cfg_rescale, "cfg_rescale"), (rescale, "rescale"), (start, "stg_window_start"),
-                                (end, "stg_window_end")):
+        for component, name in ((cfg_scale, "cfg_scale"), (stg_cfg_scale, "stg_cfg_scale")):
+            _guard(component, name, "a number in [0, 20]")
+        for component, name in ((cfg_rescale, "cfg_rescale"), (start, "stg_window_start"), (end, "stg_window_end")):
             _guard(component, name, "a number in [0, 1]")
-        _guard(mode, "stg_mode", f"one of {', '.join(stg.MODES)}")
         _guard(image, "image", "a PNG, JPEG, WebP, BMP or GIF picture")
 
-        common = [prompt, negative, image, seed, steps, frames, height, width, fps]
+        common = [prompt, negative, image, seed, *sizes, fps]
         right = [stg_cfg_scale, stg_scale, mode, blocks, rescale, start, end]
         gpu_event = dict(concurrency_limit=1, concurrency_id="gpu")
-        compare_event = run.click(studio.pick_seed, [seed, randomize], seed, queue=False, api_visibility="private").then(
+        private = dict(queue=False, api_visibility="private")
+        compare_event = run.click(studio.pick_seed, [seed, randomize], seed, **private).then(
             studio.compare, common + [cfg_scale, cfg_rescale] + right,
             outputs, api_name="compare", **gpu_event)
         hidden = gr.Button(visible=False)
         hidden.click(studio.generate, common + right, [right_video, settings_file, seed_used], api_name="generate",
                      **gpu_event)
-        stop.click(studio.stop, None, None, queue=False, api_visibility="private", cancels=[compare_event])
+        stop.click(studio.stop, None, None, cancels=[compare_event], **private)
         recipe.change(lambda key: [settings_presets[key][k] for k in ("steps", "num_frames", "height", "width")],
-                      recipe, [steps, frames, height, width], queue=False, api_visibility="private")
+                      recipe, sizes, **private)
+        settings_file.change(studio.figures, settings_file, [cfg_figures, stg_figures], **private)
+
+        sweep_inputs = [x_prompt, negative, image, x_seed, *x_sizes, fps, cfg_scale, cfg_rescale, stg_cfg_scale,
+                        x_scale, x_mode, candidates, x_rescale, start, end]
+        sweep_event = explore.click(studio.sweep, sweep_inputs, [grid_video, table, csv_file, x_settings, x_seed_used],
+                                    api_name="sweep", **gpu_event)
+        x_stop.click(studio.stop, None, None, cancels=[sweep_event], **private)
+        table.change(studio.summary, table, x_summary, **private)
+        table.select(studio.use_block, None, [blocks, x_note], api_visibility="private")  # queued: shows gr.Info
+        copied = gr.State("")  # the Compare tab's prompt as last brought over
+        explorer_tab.select(studio.prefill, [prompt, seed, seed_used, copied], [x_prompt, x_seed, copied], **private)
     return demo
 
 

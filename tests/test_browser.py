@@ -1,4 +1,4 @@
-"""The page in Debian's Chromium, driven by Playwright: type a prompt, Generate, both videos play.
+"""The page in Debian's Chromium, driven by Playwright: type a prompt, Generate, both videos play; the block explorer.
 
 STG_SCREENSHOT=assets/screenshot.png also writes the page's screenshot there (the README's).
 """
@@ -55,6 +55,10 @@ def test_generate_in_the_browser_plays_both_videos(server, page, tmp_path):
 
     seed = page.get_by_label("Seed used").input_value()
     assert seed.isdigit()
+    # The figures under each panel, read from the settings JSON.
+    page.locator("#stg-figures").get_by_text("vs CFG").first.wait_for(timeout=30_000)
+    assert "motion" in page.locator("#cfg-figures").inner_text()
+    assert "STG" in page.locator("#stg-figures").inner_text()
 
     page.wait_for_timeout(500)  # let the progress overlays fade
     shot = tmp_path / "page.png"
@@ -131,3 +135,37 @@ def test_an_example_prompt_runs_and_is_cached(server, page):
     for panel in ("cfg-video", "stg-video", "both-video"):
         page.wait_for_function(PLAYING, arg=[panel, 0], timeout=120_000)
     assert page.get_by_label("Prompt", exact=True).input_value() == "A cat walks on the grass, realistic style."
+    page.locator("#stg-figures").get_by_text("vs CFG").first.wait_for(timeout=30_000)  # figures of a cached example too
+
+
+def test_block_explorer_plays_its_grid_and_a_row_click_sets_the_blocks(server, page, backend):
+    page.goto(server)
+    page.get_by_label("Prompt", exact=True).fill("a red fox jumps over a log")
+    page.get_by_role("tab", name="Block explorer").click()
+    explorer_prompt = page.get_by_label("Prompt to explore")
+    explorer_prompt.wait_for()
+    page.wait_for_function("() => document.querySelector('#explorer-settings') !== null")
+    assert explorer_prompt.input_value() == "a red fox jumps over a log"  # brought over from the Compare tab
+    page.get_by_label("Candidate blocks").fill("1, 2")
+    steps = page.locator("#explorer-settings").get_by_label("number input for Steps")
+    steps.fill("2")
+    steps.press("Enter")
+    page.get_by_role("button", name="Explore").click()
+
+    page.wait_for_function(PLAYING, arg=["grid-video", 0], timeout=120_000)
+    first = page.evaluate(STATE, "grid-video")
+    assert first["width"] > 2 * 32 and first["height"] > 2 * 32, first  # 3 cells in a 2 x 2 grid
+    page.wait_for_function(PLAYING, arg=["grid-video", first["time"]], timeout=10_000)
+    table = page.locator("#sweep-table")
+    for label in ("CFG", "block 1", "block 2"):
+        table.get_by_role("gridcell", name=label, exact=True).wait_for()
+    assert "Most motion" in page.locator("#sweep-summary").inner_text()
+
+    table.get_by_role("gridcell", name="block 2", exact=True).click()
+    page.locator("#sweep-note").get_by_text("Block 2 is now in the Compare tab").wait_for(timeout=10_000)
+    page.locator(".toast-body").get_by_text("Block 2 is now in the Compare tab's blocks.").wait_for()
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_text("Advanced").nth(1).click()  # the CFG + STG column's
+    blocks = page.get_by_label(f"Blocks (this model has {backend.depth}: 0-{backend.depth - 1})")
+    blocks.wait_for(state="visible")
+    assert blocks.input_value() == "2"

@@ -237,6 +237,21 @@ def test_a_client_cancel_stops_within_a_step_and_leaves_the_model_unchanged(clie
     assert again == reference  # bit-identical frames: the cancel left the model as it was
 
 
+def test_a_sweep_is_cancelled_like_a_comparison_and_counts_steps_over_all_runs(client, app_module, slow_steps):
+    begun = time.monotonic()
+    # 5 panels in runs of 4: two runs, so the progress counts to twice the steps.
+    job = client.submit("a slow fox", candidate_blocks="0, 1, 2, 3", **{**SMALL, "steps": 10}, api_name="/sweep")
+    _wait_for_step(job, 2)
+    assert job.status().progress_data[0].length == 20
+    cancelled_at = time.monotonic()
+    assert job.cancel()
+    record = _run_record(app_module, begun)
+    assert record["status"] == "stopped" and record["step"] < 20 and record["steps"] == 20, record
+    assert record["released"] - cancelled_at < 2 * STEP_DELAY + 0.5, record
+    _, table, *_ = client.predict("a fox", candidate_blocks="1", **SMALL, api_name="/sweep")
+    assert len(table["data"]) == 2
+
+
 def test_out_of_memory_is_reported_and_the_app_keeps_serving(client, app_module):
     reference = _hashes(client.predict("a red fox", seed=9, **SMALL, api_name="/compare")[3])
     app_module.FAULTS["oom_at_step"] = 1  # a real torch.OutOfMemoryError, raised inside the run
@@ -284,7 +299,7 @@ def test_thirty_requests_keep_files_and_memory_bounded(app_module, backend, tmp_
 def test_the_model_comes_only_from_the_command_line_or_environment(client, app_module, backend):
     import inspect
 
-    for handler in (app_module.Studio.compare, app_module.Studio.generate):
+    for handler in (app_module.Studio.compare, app_module.Studio.generate, app_module.Studio.sweep):
         assert not any("model" in name for name in inspect.signature(handler).parameters)
     source = Path(app_module.__file__).read_text()
     assert "trust_remote_code" not in source
