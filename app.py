@@ -345,7 +345,7 @@ class Studio:
         paths = [self._mp4(v.frames, fps, tag) for v, tag in zip(videos, ("cfg", "cfg-stg"))]
         both = stg_video.side_by_side([v.frames for v in videos], labels, gap=4)
         paths.append(self._mp4(both, fps, "side-by-side"))
-        return (*paths, self._settings(videos, labels, fps), videos[0].seed)
+        return (*paths, self._settings(results.settings_document(videos, labels, fps)), videos[0].seed)
 
     def generate(self, prompt, negative_prompt=None, image=None, seed=0, steps=None, num_frames=None, height=None,
                  width=None, fps=None, stg_cfg_scale=None, stg_scale=None, stg_mode=None, stg_blocks=None,
@@ -361,7 +361,8 @@ class Studio:
         videos, fps = self._run(prompt, [panel], negative_prompt, image, seed, steps, num_frames, height, width, fps,
                                 progress, request)
         label = results.label("CFG + STG" if panel.uses_stg else "CFG", panel)
-        return self._mp4(videos[0].frames, fps, "panel"), self._settings(videos, [label], fps), videos[0].seed
+        settings = self._settings(results.settings_document(videos, [label], fps))
+        return self._mp4(videos[0].frames, fps, "panel"), settings, videos[0].seed
 
     def sweep(self, prompt, negative_prompt=None, image=None, seed=0, steps=None, num_frames=None, height=None,
               width=None, fps=None, cfg_scale=None, cfg_rescale=None, stg_cfg_scale=None, stg_scale=None,
@@ -409,12 +410,13 @@ class Studio:
                                 blocks=blocks)
         first, others = videos[0], videos[1:]
         panels = sweep_panels(reference, candidate, blocks)
-        rows = results.sweep_table(first, others)
+        document = results.settings_document(videos, results.sweep_labels(panels[0], panels[1:]), fps)
+        rows = results.sweep_table(document)
         table = self._new_file("figures", ".csv")
         results.write_csv(rows, table)
         return (self._mp4(results.sweep_grid(first, others), fps, "grid"),
                 {"headers": TABLE_COLUMNS, "data": [[row[name] for name in TABLE_COLUMNS] for row in rows]},
-                str(table), self._settings(videos, results.sweep_labels(panels[0], panels[1:]), fps), first.seed)
+                str(table), self._settings(document), first.seed)
 
     @staticmethod
     def figures(settings_path):
@@ -552,10 +554,10 @@ class Studio:
     def _mp4(self, frames, fps, tag: str) -> str:
         return str(stg_video.write_mp4(frames, self._new_file(tag, ".mp4"), fps))
 
-    def _settings(self, videos, labels, fps) -> str:
-        """The settings JSON (shared settings, then per panel its guidance, figures and frames' SHA-256)."""
+    def _settings(self, document: dict) -> str:
+        """Writes a settings document (shared settings, then per panel its guidance, figures and frames' SHA-256)."""
         path = self._new_file("settings", ".json")
-        path.write_text(json.dumps(results.settings_document(videos, labels, fps), indent=2))
+        path.write_text(json.dumps(document, indent=2))
         return str(path)
 
 

@@ -83,11 +83,12 @@ def sweep_grid(reference: Video, candidates: Sequence[Video]) -> np.ndarray:
     return video.grid([v.frames for v in videos], sweep_labels(_guidance(reference), [_guidance(c) for c in candidates]))
 
 
-def sweep_table(reference: Video, candidates: Sequence[Video]) -> list[dict]:
-    """Figures per panel: the reference row (block None), then one row per candidate block."""
-    rows = [{"block": None, "label": "CFG", **metrics.figures(reference.frames)}]
-    rows += [{"block": _guidance(c).stg_blocks[0], "label": f"block {_guidance(c).stg_blocks[0]}", **metrics.figures(c.frames)}
-             for c in candidates]
+def sweep_table(document: dict) -> list[dict]:
+    """Figures per panel of a sweep's settings document: the reference row (block None), then one per block."""
+    rows = []
+    for index, panel in enumerate(document["panels"]):
+        block = None if index == 0 else panel["guidance"]["stg_blocks"][0]
+        rows.append({"block": block, "label": "CFG" if block is None else f"block {block}", **panel["figures"]})
     return rows
 
 
@@ -96,12 +97,11 @@ def write_sweep(reference: Video, candidates: Sequence[Video], folder: str | Pat
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fps = fps or reference.fps
-    rows = sweep_table(reference, candidates)
-    paths = {"grid": video.write_mp4(sweep_grid(reference, candidates), folder / "grid.mp4", fps),
-             "figures": folder / "figures.csv", "settings": folder / "settings.json"}
-    write_csv(rows, paths["figures"])
     labels = sweep_labels(_guidance(reference), [_guidance(c) for c in candidates])
-    paths["settings"].write_text(json.dumps(settings_document([reference, *candidates], labels, fps), indent=2))
+    document = settings_document([reference, *candidates], labels, fps)
+    paths = {"grid": video.write_mp4(sweep_grid(reference, candidates), folder / "grid.mp4", fps),
+             "figures": write_csv(sweep_table(document), folder / "figures.csv"), "settings": folder / "settings.json"}
+    paths["settings"].write_text(json.dumps(document, indent=2))
     return paths
 
 
