@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable, Sequence
 
 import diffusers
@@ -60,15 +59,13 @@ def _default_device_dtype(device, dtype):
     return torch.device(device), dtype
 
 
-def _check_int(field: str, value, low: int, high: int, rule: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
-        isinstance(value, float) and value.is_integer()
-    ):
-        raise ValueError(f"{field} must be an integer in [{low}, {high}]{rule}, got {value!r}")
-    value = int(value)
-    if not low <= value <= high:
-        raise ValueError(f"{field} must be in [{low}, {high}]{rule}, got {value}")
-    return value
+def _check_int(field: str, value, low: int, high: int, step: int = 1, offset: int = 0) -> int:
+    """An integer in [low, high] with (value - offset) divisible by step; one message names the whole rule."""
+    rule = "an integer" if step == 1 else f"of the form {step}n+{offset}" if offset else f"a multiple of {step}"
+    whole = isinstance(value, (int, np.integer)) or isinstance(value, float) and value.is_integer()
+    if isinstance(value, bool) or not whole or not low <= int(value) <= high or (int(value) - offset) % step:
+        raise ValueError(f"{field} must be {rule} in [{low}, {high}], got {value!r}")
+    return int(value)
 
 
 class Backend:
@@ -156,20 +153,14 @@ class Backend:
             raise ValueError("image is not accepted: this model makes video from text only")
         seed = _check_int("seed", seed, 0, MAX_SEED)
         steps = _check_int("steps", defaults["steps"] if steps is None else steps, limits["steps"]["min"], limits["steps"]["max"])
-        frames_rule = limits["num_frames"]
-        num_frames = _check_int(
-            "num_frames", defaults["num_frames"] if num_frames is None else num_frames, frames_rule["min"],
-            frames_rule["max"], f" and of the form {frames_rule['step']}n+1",
-        )
-        if (num_frames - 1) % frames_rule["step"]:
-            raise ValueError(f"num_frames must be of the form {frames_rule['step']}n+1 in [{frames_rule['min']}, {frames_rule['max']}], got {num_frames}")
+        frames = limits["num_frames"]
+        num_frames = _check_int("num_frames", defaults["num_frames"] if num_frames is None else num_frames,
+                                frames["min"], frames["max"], step=frames["step"], offset=1)
         sizes = {}
         for name, value in (("height", height), ("width", width)):
             rule = limits[name]
             sizes[name] = _check_int(name, defaults[name] if value is None else value, rule["min"], rule["max"],
-                                     f" and a multiple of {rule['multiple']}")
-            if sizes[name] % rule["multiple"]:
-                raise ValueError(f"{name} must be a multiple of {rule['multiple']} in [{rule['min']}, {rule['max']}], got {sizes[name]}")
+                                     step=rule["multiple"])
         return Request(prompt, negative_prompt, image, seed, steps, num_frames, sizes["height"], sizes["width"])
 
     def prepare(self, prompt: str, guidances: Sequence[Guidance], *, callback: Callable[[int, int], None] | None = None,
