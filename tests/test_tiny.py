@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from stg import tiny
+from stg.tiny import registry, tokenizers
 
 NAMES = sorted(tiny.TINY_PIPELINES)
 
@@ -134,7 +135,7 @@ def test_cached_default_folder_comes_from_the_environment(tmp_path, monkeypatch)
 
 
 def test_cached_keeps_the_folder_of_a_process_that_finished_first(tmp_path, monkeypatch):
-    real_build = tiny.build
+    real_build = registry.build
     target = {}
 
     def racing_build(name, folder, **overrides):
@@ -143,8 +144,8 @@ def test_cached_keeps_the_folder_of_a_process_that_finished_first(tmp_path, monk
         target["stamp"] = (target["path"] / "model_index.json").stat().st_mtime_ns
         return real_build(name, folder, **overrides)
 
-    target["path"] = tmp_path / f"mochi-{tiny._cache_key('mochi', {})}"
-    monkeypatch.setattr(tiny, "build", racing_build)
+    target["path"] = tmp_path / f"mochi-{registry._cache_key('mochi', {})}"
+    monkeypatch.setattr(registry, "build", racing_build)
     assert tiny.cached("mochi", tmp_path) == target["path"]
     assert (target["path"] / "model_index.json").stat().st_mtime_ns == target["stamp"]
     assert [p.name for p in tmp_path.iterdir()] == [target["path"].name]
@@ -155,7 +156,7 @@ def test_hunyuan_tokenizers_round_trip(folder_name, folders):
     from transformers import AutoTokenizer
 
     folder = folders("hunyuan-video") / folder_name
-    built = {"tokenizer": tiny._llama_tokenizer, "tokenizer_2": tiny._clip_tokenizer}[folder_name]()
+    built = {"tokenizer": tokenizers.llama_tokenizer, "tokenizer_2": tokenizers.clip_tokenizer}[folder_name]()
     loaded = AutoTokenizer.from_pretrained(folder)
     text = "A red fox runs through the snowy forest, cinematic. Zebra!"
     assert loaded(text).input_ids == built(text).input_ids
@@ -167,14 +168,14 @@ def test_t5_tokenizer_round_trips_and_knows_prompt_words(folders):
 
     loaded = AutoTokenizer.from_pretrained(folders("ltx") / "tokenizer")
     assert loaded.tokenize("a red fox, blurry") == ["\u2581a", "\u2581red", "\u2581fox", ",", "\u2581blurry"]
-    assert loaded("Zebra").input_ids == tiny._t5_tokenizer()("Zebra").input_ids
+    assert loaded("Zebra").input_ids == tokenizers.t5_tokenizer()("Zebra").input_ids
 
 
 def test_hunyuan_template_crops_exactly_the_system_part():
     """HunyuanVideo drops the first 95 tokens (the template); the tiny Llama tokenizer makes it 95 too."""
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
 
-    tokenizer = tiny._llama_tokenizer()
+    tokenizer = tokenizers.llama_tokenizer()
     prefix = DEFAULT_PROMPT_TEMPLATE["template"].split("{}")[0]
     assert len(tokenizer(prefix).input_ids) == DEFAULT_PROMPT_TEMPLATE["crop_start"]
     ids = tokenizer(DEFAULT_PROMPT_TEMPLATE["template"].format("a red fox")).input_ids
@@ -187,8 +188,8 @@ def test_hunyuan_template_crops_exactly_the_system_part():
 
 def test_bpe_words_encode_whole():
     """Every listed word is one token, whatever merges the other words added."""
-    llama, clip = tiny._llama_tokenizer(), tiny._clip_tokenizer()
-    for word in tiny._WORDS:
+    llama, clip = tokenizers.llama_tokenizer(), tokenizers.clip_tokenizer()
+    for word in tokenizers.WORDS:
         assert llama.tokenize(word) == ["\u2581" + word]
         assert llama.tokenize("\n" + word.capitalize())[-1] == word.capitalize()
         assert clip.tokenize(word) == [word + "</w>"]
