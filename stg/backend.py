@@ -1,4 +1,5 @@
-"""The one loaded model: `Backend.load`, then `generate` (one panel) and `compare` (two panels, one run)."""
+"""The one loaded model: `Backend.load`, then `generate` (one panel), `compare` (two panels, one run) and `sweep`
+(a reference and one panel per candidate block, in batched runs)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import torch
 from diffusers import DiffusionPipeline
 
 from . import families, presets
-from .denoiser import GuidedDenoiser
+from .denoiser import GuidedDenoiser, passes_per_step
 from .families import Family
 from .guidance import Guidance
 from .perturb import install
 
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
+PANELS_PER_RUN = 4  # a sweep's panels denoised together in one batched run
+SWEEP_CANDIDATES = 8  # blocks a sweep tries when none are named, spread over the depth
 
 
 class Cancelled(Exception):
@@ -37,7 +40,8 @@ class Video:
 
 @dataclass(frozen=True)
 class Request:
-    """A validated request with every None resolved to the preset default."""
+    """A validated request with every None resolved to the preset default: its panels, all from the same noise,
+    go through in runs of at most panels_per_run (None: one run). Picklable, to hand to a GPU worker."""
 
     prompt: str
     negative_prompt: str
@@ -47,6 +51,18 @@ class Request:
     num_frames: int
     height: int
     width: int
+    panels: tuple[Guidance, ...] = ()
+    panels_per_run: int | None = None
+
+    @property
+    def runs(self) -> list[tuple[Guidance, ...]]:
+        size = self.panels_per_run or max(len(self.panels), 1)
+        return [self.panels[i:i + size] for i in range(0, len(self.panels), size)]
+
+    @property
+    def total_steps(self) -> int:
+        """Denoising steps over all runs: what a progress bar counts to."""
+        return self.steps * len(self.runs)
 
 
 def _default_device_dtype(device, dtype):
@@ -59,12 +75,17 @@ def _default_device_dtype(device, dtype):
     return torch.device(device), dtype
 
 
+def integer_rule(low: int, high: int, step: int = 1, offset: int = 0) -> str:
+    """'an integer in [2, 50]', 'of the form 8n+1 in [9, 49]', 'a multiple of 32 in [32, 256]'."""
+    form = "an integer" if step == 1 else f"of the form {step}n+{offset}" if offset else f"a multiple of {step}"
+    return f"{form} in [{low}, {high}]"
+
+
 def _check_int(field: str, value, low: int, high: int, step: int = 1, offset: int = 0) -> int:
     """An integer in [low, high] with (value - offset) divisible by step; one message names the whole rule."""
-    rule = "an integer" if step == 1 else f"of the form {step}n+{offset}" if offset else f"a multiple of {step}"
     whole = isinstance(value, (int, np.integer)) or isinstance(value, float) and value.is_integer()
     if isinstance(value, bool) or not whole or not low <= int(value) <= high or (int(value) - offset) % step:
-        raise ValueError(f"{field} must be {rule} in [{low}, {high}], got {value!r}")
+        raise ValueError(f"{field} must be {integer_rule(low, high, step, offset)}, got {value!r}")
     return int(value)
 
 
@@ -90,16 +111,11 @@ class Backend:
         pipeline: a diffusers pipeline class name to load the weights with instead of the one the model names
         (e.g. "LTXImageToVideoPipeline" for LTX-Video text-to-video weights).
         """
+        families.check_presets(presets.all_presets())
         device, dtype = _default_device_dtype(device, dtype)
         preset = presets.get(model)
         if preset is not None:
-            if preset.is_tiny:
-                from . import tiny  # builds random-weight models; only the offline presets need it
-
-                source = str(tiny.cached(preset.tiny))
-            else:
-                source = preset.source
-            class_name = preset.pipeline
+            source, class_name = _preset_source(preset), preset.pipeline
         else:
             source = model
             try:
@@ -111,8 +127,7 @@ class Backend:
                 ) from None
         class_name = pipeline or class_name
         family = families.for_pipeline(class_name)
-        if preset is None:
-            preset = presets.for_pipeline(class_name)
+        preset = preset or presets.for_pipeline(class_name)
         pipe = getattr(diffusers, class_name).from_pretrained(source, torch_dtype=dtype)
         if offload and device.type == "cuda":
             pipe.enable_model_cpu_offload(device=device)
@@ -131,10 +146,9 @@ class Backend:
         return self.pipe.transformer.dtype
 
     # -- requests ---------------------------------------------------------------------------------
-    def check(self, prompt, guidances: Sequence[Guidance], *, negative_prompt="", image=None, seed=0, steps=None,
-              num_frames=None, height=None, width=None) -> Request:
+    def check(self, prompt, guidances: Sequence[Guidance], *, panels_per_run: int | None = None, negative_prompt="",
+              image=None, seed=0, steps=None, num_frames=None, height=None, width=None) -> Request:
         """Validate everything and fill defaults from the preset; raises ValueError naming the field."""
-        defaults, limits = self.preset.defaults, self.preset.limits
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("prompt must be a non-empty text")
         if len(prompt) > MAX_PROMPT_CHARS:
@@ -151,17 +165,15 @@ class Backend:
             raise ValueError("image is required: this model makes video from an image")
         if not self.image_to_video and image is not None:
             raise ValueError("image is not accepted: this model makes video from text only")
+        if panels_per_run is not None and (isinstance(panels_per_run, bool) or not isinstance(panels_per_run, int)
+                                           or panels_per_run < 1):
+            raise ValueError(f"panels_per_run must be a whole number of at least 1, got {panels_per_run!r}")
         seed = _check_int("seed", seed, 0, MAX_SEED)
-        steps = _check_int("steps", defaults["steps"] if steps is None else steps, limits["steps"]["min"], limits["steps"]["max"])
-        frames = limits["num_frames"]
-        num_frames = _check_int("num_frames", defaults["num_frames"] if num_frames is None else num_frames,
-                                frames["min"], frames["max"], step=frames["step"], offset=1)
-        sizes = {}
-        for name, value in (("height", height), ("width", width)):
-            rule = limits[name]
-            sizes[name] = _check_int(name, defaults[name] if value is None else value, rule["min"], rule["max"],
-                                     step=rule["multiple"])
-        return Request(prompt, negative_prompt, image, seed, steps, num_frames, sizes["height"], sizes["width"])
+        given = dict(steps=steps, num_frames=num_frames, height=height, width=width)
+        sizes = {name: _check_int(name, self.preset.defaults[name] if value is None else value,
+                                  *self.preset.bounds(name)) for name, value in given.items()}
+        return Request(prompt, negative_prompt, image, seed, **sizes, panels=tuple(guidances),
+                       panels_per_run=panels_per_run)
 
     def prepare(self, prompt: str, guidances: Sequence[Guidance], *, callback: Callable[[int, int], None] | None = None,
                 share_prefix: bool = True, max_rows: int | None = None, **options):
@@ -172,11 +184,13 @@ class Backend:
         pass its own forward). Returns (pipeline, kwargs, request); call `pipeline(**kwargs)`.
         """
         request = self.check(prompt, guidances, **options)
-        panels = len(guidances)
+        return (*self._wired(request, request.panels, callback, share_prefix, max_rows), request)
+
+    def _wired(self, request: Request, panels: Sequence[Guidance], callback, share_prefix: bool, max_rows):
         pipe = self.pipe
         with self._encode_lock, torch.no_grad():
             positive, negative = self.family.encode(pipe, request.prompt, request.negative_prompt)
-        denoiser = GuidedDenoiser(pipe.transformer, self.family, guidances, negative, request.steps,
+        denoiser = GuidedDenoiser(pipe.transformer, self.family, panels, negative, request.steps,
                                   share_prefix=share_prefix, max_rows=max_rows)
         components = {**pipe.components, "transformer": denoiser,
                       "scheduler": type(pipe.scheduler).from_config(pipe.scheduler.config)}
@@ -188,31 +202,43 @@ class Backend:
                 callback(step + 1, request.steps)
             return {}
 
-        kwargs = {k: torch.cat([v] * panels) for k, v in positive.items()}
+        kwargs = {k: torch.cat([v] * len(panels)) for k, v in positive.items()}
         # With a CFG pass the denoiser does CFG and the pipeline must not; distilled models embed the scale.
-        kwargs["guidance_scale"] = 1.0 if self.family.has_cfg_pass else guidances[0].cfg_scale
+        kwargs["guidance_scale"] = 1.0 if self.family.has_cfg_pass else panels[0].cfg_scale
         if self.image_to_video:
-            kwargs["image"] = [request.image] * panels if self.family.image_per_panel else request.image
+            kwargs["image"] = [request.image] * len(panels) if self.family.image_per_panel else request.image
         kwargs.update(
             num_inference_steps=request.steps,
             num_frames=request.num_frames,
             height=request.height,
             width=request.width,
-            generator=[torch.Generator("cpu").manual_seed(request.seed) for _ in range(panels)],
+            generator=[torch.Generator("cpu").manual_seed(request.seed) for _ in panels],
             output_type="np",
             callback_on_step_end=on_step_end,
         )
-        return request_pipe, kwargs, request
+        return request_pipe, kwargs
 
-    def run(self, prompt: str, guidances: Sequence[Guidance], **options) -> list[Video]:
-        """One denoising run carrying one panel per guidance, all from the same initial noise."""
-        pipe, kwargs, request = self.prepare(prompt, guidances, **options)
-        frames = np.asarray(pipe(**kwargs).frames)
-        return [
-            Video(frames=(np.clip(frames[j], 0, 1) * 255).round().astype(np.uint8), fps=self.preset.fps,
-                  seed=request.seed, settings=self.settings(request, g))
-            for j, g in enumerate(guidances)
-        ]
+    def render(self, request: Request, callback: Callable[[int, int], None] | None = None, *,
+               share_prefix: bool = True, max_rows: int | None = None) -> list[Video]:
+        """Denoise a checked request run by run; callback(step, total) counts over all runs. Videos in panel order."""
+        videos = []
+        for index, panels in enumerate(request.runs):
+            def progress(step, steps, _done=index * request.steps):
+                if callback is not None:
+                    callback(_done + step, request.total_steps)
+
+            pipe, kwargs = self._wired(request, panels, progress, share_prefix, max_rows)
+            frames = np.asarray(pipe(**kwargs).frames)
+            videos += [Video(frames=(np.clip(frames[j], 0, 1) * 255).round().astype(np.uint8), fps=self.preset.fps,
+                             seed=request.seed, settings=self.settings(request, g)) for j, g in enumerate(panels)]
+        return videos
+
+    def run(self, prompt: str, guidances: Sequence[Guidance], *, panels_per_run: int | None = None,
+            callback: Callable[[int, int], None] | None = None, share_prefix: bool = True,
+            max_rows: int | None = None, **options) -> list[Video]:
+        """One panel per guidance, all from the same initial noise, in runs of at most panels_per_run (None: one)."""
+        request = self.check(prompt, guidances, panels_per_run=panels_per_run, **options)
+        return self.render(request, callback, share_prefix=share_prefix, max_rows=max_rows)
 
     def generate(self, prompt: str, guidance: Guidance, **options) -> Video:
         return self.run(prompt, [guidance], **options)[0]
@@ -221,28 +247,35 @@ class Backend:
         left_video, right_video = self.run(prompt, [left, right], **options)
         return left_video, right_video
 
-    def sweep(self, prompt: str, reference: Guidance, candidate: Guidance, blocks: Sequence[int], *,
-              panels_per_run: int = 4, callback: Callable[[int, int], None] | None = None,
-              **options) -> tuple[Video, list[Video]]:
+    def sweep(self, prompt: str, reference: Guidance, candidate: Guidance, blocks: Sequence[int] | None = None, *,
+              panels_per_run: int = PANELS_PER_RUN, **options) -> tuple[Video, list[Video]]:
         """The reference panel and one panel per block (candidate's settings, that block alone), same seed.
 
         Panels go through in runs of at most panels_per_run (each a batched run from the same noise), so
         memory stays bounded however many blocks are tried; callback(step, total) counts over all runs.
         """
+        videos = self.run(prompt, self.sweep_panels(reference, candidate, blocks), panels_per_run=panels_per_run,
+                          **options)
+        return videos[0], videos[1:]
+
+    def sweep_panels(self, reference: Guidance, candidate: Guidance, blocks: Sequence[int] | None = None) -> list[Guidance]:
+        """A sweep's panels: the reference, then the candidate with each block alone (None: `candidate_blocks()`)."""
+        blocks = self.candidate_blocks() if blocks is None else list(blocks)
         if not blocks:
             raise ValueError("candidate_blocks must name at least one block")
-        panels = [reference] + [replace(candidate, stg_blocks=(block,)) for block in blocks]
-        self.check(prompt, panels, **options)
-        groups = [panels[i:i + panels_per_run] for i in range(0, len(panels), panels_per_run)]
-        videos, done = [], 0
-        for group in groups:
-            def progress(step, steps, _offset=done):
-                if callback is not None:
-                    callback(_offset + step, steps * len(groups))
+        if not candidate.stg_scale:
+            raise ValueError("stg_scale must be above 0 for a block sweep: at 0 every candidate is the CFG video")
+        replace(candidate, stg_blocks=blocks).check_depth(self.depth)
+        return [reference] + [replace(candidate, stg_blocks=(block,)) for block in blocks]
 
-            videos += self.run(prompt, group, callback=progress, **options)
-            done += videos[-1].settings["steps"]
-        return videos[0], videos[1:]
+    def candidate_blocks(self, count: int = SWEEP_CANDIDATES) -> list[int]:
+        """About `count` blocks spread evenly over the depth, first and last included."""
+        count = min(count, self.depth)
+        return sorted({round(i * (self.depth - 1) / max(count - 1, 1)) for i in range(count)})
+
+    def passes_per_step(self, request: Request, share_prefix: bool = True) -> float:
+        """Transformer passes a step of this request costs, over all its runs (what its GPU time grows with)."""
+        return passes_per_step(request.panels, request.steps, self.depth, self.family.has_cfg_pass, share_prefix)
 
     def settings(self, request: Request, guidance: Guidance) -> dict:
         from . import __version__
@@ -264,3 +297,12 @@ class Backend:
             "dtype": str(self.dtype).removeprefix("torch."),
             "versions": {"stg_studio": __version__, "diffusers": diffusers.__version__, "torch": torch.__version__},
         }
+
+
+def _preset_source(preset: presets.Preset) -> str:
+    """Where a preset's weights are: its hub id or folder, or the offline pipeline built on first use."""
+    if preset.tiny is None:
+        return preset.source
+    from . import tiny  # builds random-weight models; only the offline presets need it
+
+    return str(tiny.cached(preset.tiny))

@@ -20,7 +20,7 @@ from diffusers import LTXVideoTransformer3DModel
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import Backend, Guidance, tiny
-from .denoiser import GuidedDenoiser
+from .denoiser import GuidedDenoiser, passes_per_step
 from .families import FAMILIES
 from .perturb import install
 
@@ -32,10 +32,16 @@ LTX_2B = dict(
 
 
 def floors(depth: int, block: int) -> dict:
-    """Passes per step relative to the CFG baseline: the perturbed pass costs (N-k)/N with a shared prefix."""
-    tail = (depth - block) / depth
-    return {"stg_over_cfg": (2 + tail) / 2, "compare_over_two_cfg": (4 + tail) / 4,
-            "stg_over_cfg_plain": 1.5, "compare_over_two_cfg_plain": 1.25}
+    """Passes per step relative to the CFG baseline, as the denoiser plans them (the perturbed pass costs (N-k)/N
+    with a shared prefix)."""
+    cfg, stg = Guidance(3.0), Guidance(3.0, 1.0, "stg-a", [block])
+
+    def ratio(panels, baseline, share_prefix=True):
+        return passes_per_step(panels, 1, depth, True, share_prefix) / passes_per_step(baseline, 1, depth, True)
+
+    return {"stg_over_cfg": ratio([stg], [cfg]), "compare_over_two_cfg": ratio([cfg, stg], [cfg, cfg]),
+            "stg_over_cfg_plain": ratio([stg], [cfg], False),
+            "compare_over_two_cfg_plain": ratio([cfg, stg], [cfg, cfg], False)}
 
 
 def interleaved(runs: dict, repeats: int) -> dict:
@@ -103,17 +109,8 @@ def _peak_memory(device):
         peak["bytes"] = torch.cuda.max_memory_allocated()
 
 
-def transformer_steps(args) -> dict:
-    """Denoiser step times on the real LTX-Video 2B transformer from its config (random weights)."""
-    device = torch.device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    config = dict(LTX_2B, num_layers=args.layers or LTX_2B["num_layers"])
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = LTXVideoTransformer3DModel.from_config(config).to(dtype).eval()
-    family = FAMILIES["ltx-video"]
-    install(model, family.blocks)
-    block = args.block if args.block is not None else min(19, config["num_layers"] - 1)
+def _ltx_inputs(args, device, dtype):
+    """The LTX-Video transformer's inputs for a batch of panels (random latents and text states), and the tokens."""
     frames, height, width = (args.frames - 1) // 8 + 1, args.height // 32, args.width_px // 32
     tokens = frames * height * width
 
@@ -127,6 +124,21 @@ def transformer_steps(args) -> dict:
             num_frames=frames, height=height, width=width, rope_interpolation_scale=(8 / 25, 32, 32), return_dict=False,
         )
 
+    return inputs, tokens
+
+
+def transformer_steps(args) -> dict:
+    """Denoiser step times on the real LTX-Video 2B transformer from its config (random weights)."""
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    config = dict(LTX_2B, num_layers=args.layers or LTX_2B["num_layers"])
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LTXVideoTransformer3DModel.from_config(config).to(dtype).eval()
+    family = FAMILIES["ltx-video"]
+    install(model, family.blocks)
+    block = args.block if args.block is not None else min(19, config["num_layers"] - 1)
+    inputs, tokens = _ltx_inputs(args, device, dtype)
     negative = {"prompt_embeds": torch.randn(1, 128, 4096, device=device, dtype=dtype),
                 "prompt_attention_mask": torch.ones(1, 128, device=device, dtype=torch.long)}
     cfg, stg = Guidance(3.0), Guidance(3.0, 1.0, "stg-a", [block], rescale=0.7)

@@ -41,6 +41,18 @@ def plan_rows(panels: Sequence[Guidance], step: int, steps: int, cfg_pass: bool)
     return rows
 
 
+def passes_per_step(panels: Sequence[Guidance], steps: int, depth: int, cfg_pass: bool,
+                    share_prefix: bool = True) -> float:
+    """Transformer passes one step of these panels costs, averaged over the steps: the rows `plan_rows` plans,
+    a perturbed row from its first perturbed block k on costing (depth - k) / depth with the shared prefix."""
+    total = 0.0
+    for step in range(steps):
+        for row in plan_rows(panels, step, steps, cfg_pass):
+            first = min(panels[row.panel].stg_blocks) if row.kind == PERTURBED and share_prefix else 0
+            total += (depth - first) / depth
+    return total / steps
+
+
 def chunk_rows(rows: list[Row], max_rows: int) -> list[list[Row]]:
     """Split rows into forwards of at most max_rows, keeping a panel's rows together where they fit."""
     chunks: list[list[Row]] = [[]]

@@ -1,6 +1,8 @@
 """Model families as data: pipeline classes, where STG acts, and which transformer inputs follow the prompt.
 
-Adding a family is one `Family(...)` entry: the backend, the denoiser and the hooks read only this.
+The backend, the denoiser and the hooks read only this. A new family is an entry here, its settings in
+presets/<family>.json (checked against this table when a model loads), a tiny offline build in stg/tiny/ and
+a case in tests/tiny_cases.py, which holds the engine to stock diffusers.
 """
 
 from __future__ import annotations
@@ -88,7 +90,6 @@ FAMILIES = {
                 attention="attn1",
                 row_inputs=("hidden_states", "encoder_hidden_states", "temb"),
                 outputs=("hidden_states", "encoder_hidden_states"),
-                joint_attention=True,
             ),
             encoded=_T5,
             prompt_inputs={"prompt_embeds": "encoder_hidden_states"},
@@ -101,7 +102,6 @@ FAMILIES = {
                 attention="attn1",
                 row_inputs=("hidden_states", "encoder_hidden_states", "temb", "encoder_attention_mask"),
                 outputs=("hidden_states", "encoder_hidden_states"),
-                joint_attention=True,
             ),
             encoded=_T5_MASKED,
             prompt_inputs=_MASKED_INPUTS,
@@ -114,7 +114,6 @@ FAMILIES = {
                 attention="attn",
                 row_inputs=("hidden_states", "encoder_hidden_states", "temb", "attention_mask"),
                 outputs=("hidden_states", "encoder_hidden_states"),
-                joint_attention=True,
             ),
             encoded=("prompt_embeds", "pooled_prompt_embeds", "prompt_attention_mask"),
             prompt_inputs={
@@ -129,6 +128,22 @@ FAMILIES = {
 }
 
 SUPPORTED_PIPELINES = {name: family for family in FAMILIES.values() for name in family.pipelines}
+
+
+def check_presets(presets: dict) -> None:
+    """Every preset names a known family and one of its pipelines; every supported pipeline has a full-size
+    preset, whose defaults a model given by folder or hub id takes."""
+    for preset in presets.values():
+        family = FAMILIES.get(preset.family)
+        if family is None or preset.pipeline not in family.pipelines:
+            raise ValueError(f"preset {preset.key!r}: family {preset.family!r} with pipeline {preset.pipeline!r} is not "
+                             f"in stg/families.py; families: {', '.join(FAMILIES)}")
+    covered = {p.pipeline for p in presets.values() if p.tiny is None}
+    for family in FAMILIES.values():
+        missing = [name for name in family.pipelines if name not in covered]
+        if missing:
+            raise ValueError(f"family {family.name!r} has no preset for {', '.join(missing)}: add one to "
+                             f"presets/{family.name}.json")
 
 
 def for_pipeline(class_name: str) -> Family:

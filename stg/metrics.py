@@ -2,9 +2,18 @@
 
 Pure numpy, so they run anywhere the app runs. Frames are uint8 arrays shaped
 [frames, height, width, 3]; all figures work on BT.601 luma (0..255).
+
+Figures come in sets, named in FIGURE_SETS: every video gets the "video" set
+(motion, flicker, sharpness); a model whose preset lists more sets (its
+"figures" key) gets theirs too. Each figure's name, unit and meaning are
+stated once, next to the code that measures it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -50,6 +59,70 @@ def figures(frames: np.ndarray) -> dict[str, float]:
     luma = _luma(frames)
     values = {"motion": _motion(luma), "flicker": _flicker(luma), "sharpness": _sharpness(luma)}
     return {name: round(float(value), 4) for name, value in values.items()}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure: its key in the settings JSON, its unit as shown after a value, and what it measures."""
+
+    name: str
+    unit: str = ""
+    help: str = ""
+
+    def number(self, value: float) -> str:
+        """The value as shown under a video: two decimals, none from 100 up."""
+        return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+@dataclass(frozen=True)
+class FigureSet:
+    """Figures measured together: their descriptions, and measure(frames, settings) -> {name: value}, where
+    settings are the panel's (prompt, guidance, ...), for figures that judge a video against its prompt."""
+
+    figures: tuple[Figure, ...]
+    measure: Callable[[np.ndarray, dict], dict[str, float]]
+
+
+VIDEO = FigureSet(
+    (
+        Figure("motion", " px", "mean displacement between consecutive frames in pixels (phase correlation of "
+               "tiles, a cheap stand-in for optical flow)"),
+        Figure("flicker", "", "mean absolute change of the frame brightness from one frame to the next (0-255; "
+               "lower is steadier)"),
+        Figure("sharpness", "", "mean variance of the Laplacian of each frame (higher is crisper)"),
+    ),
+    lambda frames, settings: figures(frames),
+)
+
+# Figure sets by the name presets give them ("module:attribute", imported on first use).
+FIGURE_SETS = {"video": f"{__name__}:VIDEO"}
+
+
+def figure_set(name: str) -> FigureSet:
+    if name not in FIGURE_SETS:
+        raise ValueError(f"figures: unknown figure set {name!r}; known: {', '.join(FIGURE_SETS)}")
+    module, _, attribute = FIGURE_SETS[name].partition(":")
+    return getattr(import_module(module), attribute)
+
+
+def measure(frames: np.ndarray, settings: dict, sets: Sequence[str] = ("video",)) -> dict[str, float]:
+    """Every figure of these sets for one video, rounded and JSON-ready."""
+    values = {}
+    for name in sets:
+        values.update(figure_set(name).measure(frames, settings))
+    return {name: round(float(value), 4) for name, value in values.items()}
+
+
+def described(sets: Sequence[str] = ("video",)) -> tuple[Figure, ...]:
+    return tuple(figure for name in sets for figure in figure_set(name).figures)
+
+
+def describe(name: str) -> Figure:
+    """The description of a figure by its name, from any known set (a bare one if none has it)."""
+    for figure in described(FIGURE_SETS):
+        if figure.name == name:
+            return figure
+    return Figure(name)
 
 
 def _luma(frames: np.ndarray) -> np.ndarray:

@@ -32,7 +32,6 @@ class BlockStack:
     attention: str  # attribute of a block holding its video self-attention
     row_inputs: tuple[str, ...]  # block arguments that carry one entry per batch row
     outputs: tuple[str, ...]  # block outputs, named by the input they update (dual-stream: two)
-    joint_attention: bool = False  # attention mixes text tokens in (MM-DiT): text output stays normal
 
     def blocks(self, transformer: torch.nn.Module) -> torch.nn.ModuleList:
         return getattr(transformer, self.stack)

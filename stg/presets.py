@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+SIZES = ("steps", "num_frames", "height", "width")
 
 
 @dataclass(frozen=True)
@@ -19,16 +20,42 @@ class Preset:
     title: str
     pipeline: str
     source: str | None
-    tiny: str | None
+    tiny: str | None  # the name of an offline pipeline built by stg.tiny, in place of a source
     fps: int
     defaults: dict
     limits: dict
     examples: list[str] = field(default_factory=list)
-    params: str = ""
+    notice: str = ""  # what a person should know about this model's videos before reading anything into them
+    figures: tuple[str, ...] = ("video",)  # the figure sets its videos are measured with (stg.metrics)
+
+    def default(self, key: str, sweep: bool = False):
+        """The default of one setting: a key of `defaults`, or "fps"; "window.0" is the first of a pair; None where
+        the preset does not name it. A sweep's sizes are the explorer's reduced ones."""
+        name, _, index = key.partition(".")
+        value = {**self.defaults, "fps": self.fps, **(self.explorer_size if sweep else {})}.get(name)
+        return value[int(index)] if index and value is not None else value
+
+    def bounds(self, size: str) -> tuple[int, int, int, int]:
+        """(low, high, step, offset) of one of SIZES: a value is in [low, high] with (value - offset) % step == 0."""
+        rule = self.limits[size]
+        if size == "num_frames":
+            return rule["min"], rule["max"], rule["step"], 1
+        return rule["min"], rule["max"], rule.get("multiple", 1), 0
+
+    def scaled(self, steps: float, frames: float) -> dict:
+        """The preset's steps and frames times these shares and half its resolution, kept within its limits."""
+        d, lim = self.defaults, self.limits
+        step = lim["num_frames"]["step"]
+        size = {name: max(lim[name]["min"], d[name] // 2 // lim[name]["multiple"] * lim[name]["multiple"])
+                for name in ("height", "width")}
+        frame_count = (int(d["num_frames"] * frames) - 1) // step * step + 1  # of the form step * n + 1
+        return dict(steps=max(lim["steps"]["min"], int(d["steps"] * steps)),
+                    num_frames=max(lim["num_frames"]["min"], frame_count), **size)
 
     @property
-    def is_tiny(self) -> bool:
-        return self.tiny is not None
+    def explorer_size(self) -> dict:
+        """A block sweep's size when none is given: half the steps, about half the frames and the resolution."""
+        return self.scaled(steps=0.5, frames=0.5)
 
 
 @cache
@@ -48,7 +75,8 @@ def all_presets() -> dict[str, Preset]:
                 defaults={**data["defaults"], **model.get("defaults", {})},
                 limits={**data["limits"], **model.get("limits", {})},
                 examples=list(data["examples"]),
-                params=model.get("params", ""),
+                notice=model.get("notice", ""),
+                figures=tuple(model.get("figures", data.get("figures", ("video",)))),
             )
     return presets
 
@@ -57,9 +85,9 @@ def get(key: str) -> Preset | None:
     return all_presets().get(key)
 
 
-def for_pipeline(pipeline: str) -> Preset:
+def for_pipeline(pipeline: str) -> Preset | None:
     """The first full-size preset using this pipeline class: defaults for a model given by folder or hub id."""
     for preset in all_presets().values():
-        if preset.pipeline == pipeline and not preset.is_tiny:
+        if preset.pipeline == pipeline and preset.tiny is None:
             return preset
-    raise KeyError(pipeline)
+    return None

@@ -1,6 +1,5 @@
-"""What a run leaves behind: captions, the settings document with figures, and the files of a comparison or sweep.
-
-Shared by the app and the command line so both name panels and record settings the same way.
+"""What a run leaves behind, composed once: the videos to show, the settings document with the figures of every
+panel, and a sweep's table of figures. The app writes them under unique names, the command line under fixed ones.
 """
 
 from __future__ import annotations
@@ -8,14 +7,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from . import metrics, video
 from .backend import Video
 from .guidance import Guidance
+from .inputs import Task
 
 
 def label(name: str, g: Guidance) -> str:
@@ -31,13 +32,72 @@ def label(name: str, g: Guidance) -> str:
     return text
 
 
-def default_candidates(depth: int, count: int = 8) -> list[int]:
-    """About `count` blocks spread evenly over the depth, first and last included."""
-    count = min(count, depth)
-    return sorted({round(i * (depth - 1) / max(count - 1, 1)) for i in range(count)})
+@dataclass(frozen=True)
+class Results:
+    """One run's outputs by name, in the order they are returned: frames (an MP4), rows (a CSV), the settings
+    document (JSON). `names` are the panels' short names, in panel order."""
+
+    parts: dict[str, np.ndarray | list | dict]
+    names: tuple[str, ...]
+    fps: float
+    seed: int
+
+    @property
+    def document(self) -> dict:
+        return self.parts["settings"]
+
+    def figures(self) -> dict[str, dict[str, float]]:
+        """Each panel's figures by its short name."""
+        return {name: panel["figures"] for name, panel in zip(self.names, self.document["panels"])}
 
 
-def settings_document(videos: Sequence[Video], labels: Sequence[str], fps: float) -> dict:
+# -- layouts: each command's captions, short names and parts ---------------------------------------
+class Comparison:
+    def labels(self, panels):
+        return [label("CFG", panels[0]), label("CFG + STG", panels[1])]
+
+    def names(self, panels):
+        return ["cfg", "stg"]
+
+    def parts(self, frames, labels, document):
+        return {"cfg": frames[0], "stg": frames[1], "side_by_side": video.side_by_side(frames, labels)}
+
+
+class Single:
+    def labels(self, panels):
+        return [label("CFG + STG" if panels[0].uses_stg else "CFG", panels[0])]
+
+    def names(self, panels):
+        return ["stg" if panels[0].uses_stg else "cfg"]
+
+    def parts(self, frames, labels, document):
+        return {"video": frames[0]}
+
+
+class Sweep:
+    def labels(self, panels):
+        return [label("CFG", panels[0])] + [f"block {g.stg_blocks[0]}" for g in panels[1:]]
+
+    def names(self, panels):
+        return ["cfg"] + [f"block {g.stg_blocks[0]}" for g in panels[1:]]
+
+    def parts(self, frames, labels, document):
+        return {"grid": video.grid(frames, labels), "figures": sweep_table(document)}
+
+
+LAYOUTS = {"compare": Comparison(), "generate": Single(), "sweep": Sweep()}
+
+
+def compose(task: Task, videos: Sequence[Video]) -> Results:
+    """The outputs of one task's videos (in panel order), and its settings document."""
+    layout, panels = LAYOUTS[task.command.name], task.request.panels
+    labels = layout.labels(panels)
+    document = settings_document(videos, labels, task.fps, task.figures)
+    parts = {**layout.parts([v.frames for v in videos], labels, document), "settings": document}
+    return Results(parts, tuple(layout.names(panels)), task.fps, task.request.seed)
+
+
+def settings_document(videos: Sequence[Video], labels: Sequence[str], fps: float, figures=("video",)) -> dict:
     """One JSON document for panels of one run: shared settings once, then per panel guidance and figures."""
     document = {k: v for k, v in videos[0].settings.items() if k != "guidance"}
     document["fps"] = fps
@@ -45,42 +105,12 @@ def settings_document(videos: Sequence[Video], labels: Sequence[str], fps: float
         {
             "label": text,
             "guidance": v.settings["guidance"],
-            "figures": metrics.figures(v.frames),
+            "figures": metrics.measure(v.frames, v.settings, figures),
             "frames_sha256": hashlib.sha256(v.frames.tobytes()).hexdigest(),
         }
         for v, text in zip(videos, labels)
     ]
     return document
-
-
-def comparison_labels(left: Guidance, right: Guidance) -> list[str]:
-    return [label("CFG", left), label("CFG + STG", right)]
-
-
-def write_comparison(left: Video, right: Video, folder: str | Path, fps: float | None = None) -> dict[str, Path]:
-    """cfg.mp4, stg.mp4, side_by_side.mp4 (captioned halves) and settings.json (with figures) in folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fps = fps or left.fps
-    labels = comparison_labels(_guidance(left), _guidance(right))
-    paths = {
-        "cfg": video.write_mp4(left.frames, folder / "cfg.mp4", fps),
-        "stg": video.write_mp4(right.frames, folder / "stg.mp4", fps),
-        "side_by_side": video.write_mp4(video.side_by_side([left.frames, right.frames], labels), folder / "side_by_side.mp4", fps),
-        "settings": folder / "settings.json",
-    }
-    paths["settings"].write_text(json.dumps(settings_document([left, right], labels, fps), indent=2))
-    return paths
-
-
-def sweep_labels(reference: Guidance, candidates: Sequence[Guidance]) -> list[str]:
-    return [label("CFG", reference)] + [f"block {c.stg_blocks[0]}" for c in candidates]
-
-
-def sweep_grid(reference: Video, candidates: Sequence[Video]) -> np.ndarray:
-    """One labelled grid: the CFG reference first, then one cell per candidate block."""
-    videos = [reference, *candidates]
-    return video.grid([v.frames for v in videos], sweep_labels(_guidance(reference), [_guidance(c) for c in candidates]))
 
 
 def sweep_table(document: dict) -> list[dict]:
@@ -92,19 +122,7 @@ def sweep_table(document: dict) -> list[dict]:
     return rows
 
 
-def write_sweep(reference: Video, candidates: Sequence[Video], folder: str | Path, fps: float | None = None) -> dict[str, Path]:
-    """grid.mp4, figures.csv and settings.json in folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fps = fps or reference.fps
-    labels = sweep_labels(_guidance(reference), [_guidance(c) for c in candidates])
-    document = settings_document([reference, *candidates], labels, fps)
-    paths = {"grid": video.write_mp4(sweep_grid(reference, candidates), folder / "grid.mp4", fps),
-             "figures": write_csv(sweep_table(document), folder / "figures.csv"), "settings": folder / "settings.json"}
-    paths["settings"].write_text(json.dumps(document, indent=2))
-    return paths
-
-
+# -- writing ---------------------------------------------------------------------------------------
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -113,6 +131,34 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     return Path(path)
 
 
-def _guidance(v: Video) -> Guidance:
-    g = v.settings["guidance"]
-    return Guidance(g["cfg_scale"], g["stg_scale"], g["stg_mode"], g["stg_blocks"], g["rescale"], tuple(g["window"]))
+def _write_json(document: dict, path: Path) -> Path:
+    path.write_text(json.dumps(document, indent=2))
+    return path
+
+
+# What each kind of part becomes: its file ending and its writer.
+WRITERS = {
+    np.ndarray: (".mp4", lambda frames, path, fps: video.write_mp4(frames, path, fps)),
+    list: (".csv", lambda rows, path, fps: write_csv(rows, path)),
+    dict: (".json", lambda document, path, fps: _write_json(document, path)),
+}
+
+
+def write(results: Results, path_for: Callable[[str, str], Path]) -> dict[str, Path]:
+    """Every part in a file of its own; path_for(name, ending) says where."""
+    paths = {}
+    for name, part in results.parts.items():
+        ending, writer = WRITERS[type(part)]
+        paths[name] = writer(part, path_for(name, ending), results.fps)
+    return paths
+
+
+def in_folder(folder: str | Path) -> Callable[[str, str], Path]:
+    """Fixed names in one folder (made if missing): cfg.mp4, settings.json, ..."""
+    folder = Path(folder)
+
+    def path_for(name: str, ending: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}{ending}"
+
+    return path_for

@@ -1,4 +1,5 @@
-"""Fixtures that start the app: the offline tiny model, served on 127.0.0.1 on a free port."""
+"""Fixtures that start the app (the offline tiny model, served on 127.0.0.1 on a free port) and watch its GPU runs:
+a log of how each ended, and faults injected into them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -21,6 +23,14 @@ os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(_GRADIO_TMP, "examples")
 
 # Small requests keep the whole suite to a few minutes on 2 cores.
 SMALL = dict(steps=2, num_frames=9, height=32, width=64)
+# The HTTP API's parameters, in order: /compare's; /generate has no CFG panel; /sweep tries candidate blocks.
+COMPARE_PARAMETERS = [
+    "prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "fps",
+    "cfg_scale", "cfg_rescale",
+    "stg_cfg_scale", "stg_scale", "stg_mode", "stg_blocks", "rescale", "stg_window_start", "stg_window_end",
+]
+GENERATE_PARAMETERS = [n for n in COMPARE_PARAMETERS if n not in ("cfg_scale", "cfg_rescale")]
+SWEEP_PARAMETERS = ["candidate_blocks" if n == "stg_blocks" else n for n in COMPARE_PARAMETERS]
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -70,3 +80,48 @@ def client(server, tmp_path):
     from gradio_client import Client
 
     return Client(server, verbose=False, download_files=str(tmp_path / "downloads"))
+
+
+# -- the app's GPU runs ----------------------------------------------------------------------------
+def _hooked(hook):
+    """Install a run hook in the app's GPU runner for the duration."""
+    from webapp import gpu
+
+    gpu.HOOKS.append(hook)
+    try:
+        yield hook
+    finally:
+        gpu.HOOKS.remove(hook)
+
+
+@pytest.fixture(scope="session")
+def runs(app_module):
+    """How the app's GPU runs ended (webapp.gpu.RunRecord), newest last."""
+    from webapp.gpu import RunHook
+
+    class RunLog(RunHook, list):
+        def ended(self, record):
+            self.append(record)
+
+    yield from _hooked(RunLog())
+
+
+@pytest.fixture
+def faults(app_module):
+    """Faults in the app's GPU runs: `step_delay` seconds more per step, as on a slow GPU; a real
+    torch.OutOfMemoryError after step `oom_at_step` of the next run (once)."""
+    from webapp.gpu import RunHook
+
+    class Faults(RunHook):
+        step_delay = 0.0
+        oom_at_step = None
+
+        def step(self, step, total):
+            import torch
+
+            time.sleep(self.step_delay)
+            if self.oom_at_step == step:
+                self.oom_at_step = None
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected fault)")
+
+    yield from _hooked(Faults())

@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 from gradio_client.exceptions import AppError
 
-from conftest import SMALL
+from conftest import COMPARE_PARAMETERS, GENERATE_PARAMETERS, SMALL
 from stg import video
 
-COMPARE_PARAMETERS = [
-    "prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "fps",
-    "cfg_scale", "cfg_rescale",
-    "stg_cfg_scale", "stg_scale", "stg_mode", "stg_blocks", "rescale", "stg_window_start", "stg_window_end",
-]
 GAP = 4
 
 
@@ -32,7 +27,7 @@ def test_endpoints_and_parameter_names(client):
     assert len(api["/compare"]["returns"]) == 5
 
     generate = [p["parameter_name"] for p in api["/generate"]["parameters"]]
-    assert generate == [n for n in COMPARE_PARAMETERS if n not in ("cfg_scale", "cfg_rescale")]
+    assert generate == GENERATE_PARAMETERS
     assert len(api["/generate"]["returns"]) == 3
     # Nothing in a request picks the model.
     assert not any("model" in p["parameter_name"] for e in api.values() for p in e["parameters"])
@@ -118,7 +113,7 @@ def test_load_falls_back_to_tiny_without_a_gpu(app_module, capsys):
 
 
 def test_parse_blocks(backend):
-    from app import parse_blocks
+    from stg.values import parse_blocks
 
     assert parse_blocks("14, 19", 28, [19]) == [14, 19]
     assert parse_blocks(" 3 ", 28, [19]) == [3]
@@ -129,8 +124,10 @@ def test_parse_blocks(backend):
             parse_blocks(bad, 28, [19])
 
 
-def test_header_and_banner(app_module, backend):
-    header = app_module.header_markdown(backend)
+def test_header_and_banner(backend):
+    from webapp.texts import banner_markdown, header_markdown
+
+    header = header_markdown(backend)
     assert "eps = eps_u + w (eps_c - eps_u) + s (eps_c - eps_p)" in header
     assert "https://arxiv.org/abs/2411.18664" in header and str(backend.device) in header
-    assert "random" in app_module.banner_markdown(backend)
+    assert "random" in banner_markdown(backend)

@@ -99,31 +99,31 @@ def test_bad_input_on_the_page_names_the_field(server, page, backend):
     assert "Traceback" not in page.locator("body").inner_text()
 
 
-def test_stop_button_stops_within_a_step_and_the_next_run_works(server, page, app_module):
+def test_stop_button_stops_within_a_step_and_the_next_run_works(server, page, runs, faults):
     import time
+
+    from webapp import gpu
 
     page.goto(server)
     page.get_by_label("Prompt", exact=True).fill("a red fox")
-    app_module.FAULTS["step_delay"] = 0.5  # each step half a second slower, as on a slow GPU
-    try:
-        begun = time.monotonic()
-        page.get_by_role("button", name="Generate").click()
-        deadline = time.monotonic() + 30
-        while not app_module._CONTROLS and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.8)  # into the run
-        stopped_at = time.monotonic()
-        page.get_by_role("button", name="Stop").click()
-        while time.monotonic() < deadline:
-            records = [r for r in app_module.RUNS if r.get("started", 0) >= begun]
-            if records:
-                break
-            time.sleep(0.05)
-        record = records[-1]
-        assert record["status"] == "stopped" and record["step"] < record["steps"], record
-        assert record["released"] - stopped_at < 2 * 0.5 + 0.5, record
-    finally:
-        app_module.FAULTS.clear()
+    faults.step_delay = 0.5  # each step half a second slower, as on a slow GPU
+    begun = time.monotonic()
+    page.get_by_role("button", name="Generate").click()
+    deadline = time.monotonic() + 30
+    while not gpu.CONTROLS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.8)  # into the run
+    stopped_at = time.monotonic()
+    page.get_by_role("button", name="Stop").click()
+    while time.monotonic() < deadline:
+        records = [r for r in runs if r.started >= begun]
+        if records:
+            break
+        time.sleep(0.05)
+    record = records[-1]
+    assert record.status == "stopped" and record.step < record.steps, record
+    assert record.released - stopped_at < 2 * 0.5 + 0.5, record
+    faults.step_delay = 0.0
     page.get_by_role("button", name="Generate").click()
     for panel in ("cfg-video", "stg-video"):
         page.wait_for_function(PLAYING, arg=[panel, 0], timeout=120_000)

@@ -161,14 +161,14 @@ def test_interrupt_exits_130_and_a_failed_run_1(cache, tmp_path, capsys, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Backend, "compare", interrupted)
+    monkeypatch.setattr(Backend, "render", interrupted)
     assert cli.main(["compare", *SMALL, "--prompt", "x", "--out", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip().endswith("stg: interrupted")
 
     def failed(*args, **kwargs):
         raise RuntimeError("out of memory\nsecond line")
 
-    monkeypatch.setattr(Backend, "compare", failed)
+    monkeypatch.setattr(Backend, "render", failed)
     assert cli.main(["compare", *SMALL, "--prompt", "x", "--out", str(tmp_path)]) == 1
     assert error_lines(capsys.readouterr().err)[-1] == \
         "stg: error: the run failed: RuntimeError: out of memory second line"

@@ -318,6 +318,18 @@ def test_unsupported_pipeline_lists_supported(tmp_path):
         stg.Backend.load(str(tmp_path))
 
 
+def test_a_family_without_a_preset_is_refused_by_name(monkeypatch):
+    from dataclasses import replace
+
+    from stg import families
+
+    extra = replace(families.FAMILIES["mochi"], name="new-family", pipelines={"NewFamilyPipeline": False})
+    monkeypatch.setitem(families.FAMILIES, "new-family", extra)
+    with pytest.raises(ValueError, match=r"family 'new-family' has no preset for NewFamilyPipeline: add one to "
+                                         r"presets/new-family.json"):
+        stg.Backend.load("tiny")
+
+
 def test_tiny_preset_loads_offline_with_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("STG_CACHE", str(tmp_path))
     backend = stg.Backend.load("tiny")

@@ -13,14 +13,12 @@ import numpy as np
 import pytest
 from gradio_client.exceptions import AppError
 
-from conftest import SMALL
-from stg import results, video
+from conftest import SMALL, SWEEP_PARAMETERS
+from stg import video
+from webapp import gpu
+from webapp.handlers import Studio
+from webapp.texts import motion_verdict
 
-SWEEP_PARAMETERS = [
-    "prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "fps",
-    "cfg_scale", "cfg_rescale",
-    "stg_cfg_scale", "stg_scale", "stg_mode", "candidate_blocks", "rescale", "stg_window_start", "stg_window_end",
-]
 FIGURES = ("motion", "flicker", "sharpness")
 
 
@@ -69,17 +67,17 @@ def test_sweep_returns_a_playable_grid_the_table_and_its_csv(client):
         ["" if v is None else str(v) for v in row] for row in table["data"]]
 
 
-def test_sweep_defaults_to_a_reduced_size_and_blocks_spread_over_the_depth(client, backend, app_module):
+def test_sweep_defaults_to_a_reduced_size_and_blocks_spread_over_the_depth(client, backend):
     *_, settings_path, _ = client.predict("a cat on the grass", steps=2, api_name="/sweep")
     settings = json.loads(Path(settings_path).read_text())
-    reduced = app_module.Studio(backend).explorer_defaults
+    reduced = backend.preset.explorer_size
     d = backend.preset.defaults
     assert (settings["num_frames"], settings["height"], settings["width"]) == (
         reduced["num_frames"], reduced["height"], reduced["width"])
     assert reduced["height"] < d["height"] and reduced["width"] < d["width"]
     assert reduced["num_frames"] <= d["num_frames"] and reduced["steps"] < d["steps"]
     blocks = [p["guidance"]["stg_blocks"][0] for p in settings["panels"][1:]]
-    assert blocks == results.default_candidates(backend.depth)
+    assert blocks == backend.candidate_blocks()
     assert {p["guidance"]["stg_mode"] for p in settings["panels"][1:]} == {d["stg_mode"]}
 
 
@@ -125,8 +123,8 @@ class Recorder:
             self.then()
 
 
-def test_progress_counts_the_steps_of_every_run(app_module, backend, tmp_path):
-    studio = app_module.Studio(backend, tmp_path)
+def test_progress_counts_the_steps_of_every_run(backend, tmp_path):
+    studio = Studio(backend, tmp_path)
     progress = Recorder()
     studio.sweep("a red fox", candidate_blocks="0, 1, 2, 3", progress=progress, **SMALL)
     # 5 panels in runs of 4: two runs of 2 steps.
@@ -135,19 +133,19 @@ def test_progress_counts_the_steps_of_every_run(app_module, backend, tmp_path):
     assert progress.descriptions[0] == "Waiting for the GPU"
 
 
-def test_stop_ends_a_sweep_within_a_step(app_module, backend, tmp_path):
-    studio = app_module.Studio(backend, tmp_path)
+def test_stop_ends_a_sweep_within_a_step(runs, backend, tmp_path):
+    studio = Studio(backend, tmp_path)
     request = SimpleNamespace(session_hash="explorer-stop")
     progress = Recorder(at="Step 1 of", then=lambda: studio.stop(request))
     with pytest.raises(gr.Error, match="Stopped"):
         studio.sweep("a red fox", candidate_blocks="0, 1, 2, 3", progress=progress, request=request, **SMALL)
-    record = app_module.RUNS[-1]
-    assert record["status"] == "stopped" and record["step"] == 2 and record["steps"] == 4, record
-    assert not app_module._CONTROLS
+    record = runs[-1]
+    assert record.status == "stopped" and record.step == 2 and record.steps == 4, record
+    assert not gpu.CONTROLS
 
 
-def test_a_row_click_gives_its_block(app_module, backend, tmp_path):
-    studio = app_module.Studio(backend, tmp_path)
+def test_a_row_click_gives_its_block(backend, tmp_path):
+    studio = Studio(backend, tmp_path)
 
     def click(row):
         return studio.use_block(gr.SelectData(None, {"index": [0, 1], "value": row[1], "row_value": row}))
@@ -158,8 +156,8 @@ def test_a_row_click_gives_its_block(app_module, backend, tmp_path):
     assert blocks == gr.update() and "CFG row has no block" in note
 
 
-def test_opening_the_explorer_brings_a_new_prompt_and_its_seed(app_module):
-    prefill = app_module.Studio.prefill
+def test_opening_the_explorer_brings_a_new_prompt_and_its_seed():
+    prefill = Studio.prefill
     assert prefill("a fox", 1, 42, "") == ("a fox", 42, "a fox")
     assert prefill("a fox", 1, None, "") == ("a fox", 1, "a fox")
     # Once brought over, the explorer's own edits stay until the Compare tab's prompt changes.
@@ -169,23 +167,23 @@ def test_opening_the_explorer_brings_a_new_prompt_and_its_seed(app_module):
     assert prefill("a cat", 1, 42, "a fox") == ("a cat", 42, "a cat")
 
 
-def test_figures_under_each_panel(app_module, tmp_path):
+def test_figures_under_each_panel(tmp_path):
     cfg = {"motion": 1.0, "flicker": 0.5, "sharpness": 812.4}  # flicker unchanged: +0%, never -0%
     more = {"motion": 1.5, "flicker": 0.5, "sharpness": 700.0}
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({"panels": [{"figures": cfg}, {"figures": more}]}))
-    left, right = app_module.Studio.figures(str(path))
+    left, right = Studio.figures(str(path))
     assert left == "motion **1.00** px · flicker **0.50** · sharpness **812**"
     assert "motion **1.50** px (+50% vs CFG)" in right and "sharpness **700** (-14% vs CFG)" in right
     assert "flicker **0.50** (+0% vs CFG)" in right
     assert "More motion with STG" in right
     path.write_text(json.dumps({"panels": [{"figures": more}, {"figures": cfg}]}))
-    assert "Less motion with STG" in app_module.Studio.figures(str(path))[1]
+    assert "Less motion with STG" in Studio.figures(str(path))[1]
     path.write_text(json.dumps({"panels": [{"figures": cfg}, {"figures": {**cfg, "motion": 1.03}}]}))
-    assert "About as much motion" in app_module.Studio.figures(str(path))[1]
+    assert "About as much motion" in Studio.figures(str(path))[1]
     still = {**cfg, "motion": 0.0}
-    assert "About as much motion" in app_module.motion_verdict(still, still)
-    assert "More motion" in app_module.motion_verdict(still, cfg)
+    assert "About as much motion" in motion_verdict(still, still)
+    assert "More motion" in motion_verdict(still, cfg)
     path.write_text(json.dumps({"panels": [{"figures": cfg}]}))  # /generate's: one panel, nothing shown
-    assert app_module.Studio.figures(str(path)) == ("", "")
-    assert app_module.Studio.figures(None) == app_module.Studio.figures(str(tmp_path / "gone.json")) == ("", "")
+    assert Studio.figures(str(path)) == ("", "")
+    assert Studio.figures(None) == Studio.figures(str(tmp_path / "gone.json")) == ("", "")

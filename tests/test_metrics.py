@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from stg import metrics
 from stg.metrics import figures, flicker, motion, sharpness
 
 
@@ -74,3 +75,12 @@ def test_figures_are_rounded_json_floats():
 def test_wrong_shape_is_refused():
     with pytest.raises(ValueError):
         figures(np.zeros((4, 16, 16), np.uint8))
+
+
+def test_figure_sets_are_named_and_described_once():
+    clip = rolled(texture(64, 64), 1, 1)
+    assert metrics.measure(clip, {"prompt": "a fox"}) == figures(clip)  # the "video" set
+    assert [f.name for f in metrics.described()] == ["motion", "flicker", "sharpness"]
+    assert metrics.describe("motion").unit == " px" and metrics.describe("unknown").unit == ""
+    with pytest.raises(ValueError, match="unknown figure set 'colours'"):
+        metrics.measure(clip, {}, ("video", "colours"))

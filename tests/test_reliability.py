@@ -15,21 +15,17 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import SMALL, launched
+from stg.values import MAX_IMAGE_BYTES
+from conftest import COMPARE_PARAMETERS, GENERATE_PARAMETERS, SMALL, launched
 
-COMPARE = ["prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "fps", "cfg_scale",
-           "cfg_rescale", "stg_cfg_scale", "stg_scale", "stg_mode", "stg_blocks", "rescale", "stg_window_start",
-           "stg_window_end"]
 # A run long enough to act on while it runs: the app's test hook makes each step 0.2 s slower.
 LONG = dict(steps=50, num_frames=9, height=32, width=64)
 STEP_DELAY = 0.2
 
 
 @pytest.fixture
-def slow_steps(app_module):
-    app_module.FAULTS["step_delay"] = STEP_DELAY
-    yield
-    app_module.FAULTS.clear()
+def slow_steps(faults):
+    faults.step_delay = STEP_DELAY
 
 
 def _hashes(settings_path) -> list[str]:
@@ -49,7 +45,7 @@ def _raw_call(url: str, api: str, values: dict, extra: str = "") -> tuple[str, d
     sent; None stands for every parameter not given (the preset's default)."""
     import httpx
 
-    names = COMPARE if api == "compare" else [n for n in COMPARE if n not in ("cfg_scale", "cfg_rescale")]
+    names = COMPARE_PARAMETERS if api == "compare" else GENERATE_PARAMETERS
     raw = ("NaN", "Infinity", "-Infinity")
     data = ", ".join(values[n] if values.get(n) in raw else json.dumps(values.get(n)) for n in names)
     posted = httpx.post(f"{url}gradio_api/call/{api}", content=f'{{"data": [{data}]{extra}}}',
@@ -76,10 +72,10 @@ def _wait_for_step(job, step: int, timeout: float = 60):
     raise AssertionError(f"the run did not reach step {step}: {job.status()}")
 
 
-def _run_record(app_module, after: float, timeout: float = 30) -> dict:
+def _run_record(runs, after: float, timeout: float = 30):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        records = [r for r in app_module.RUNS if r.get("started", 0) >= after]
+        records = [r for r in runs if r.started >= after]
         if records:
             return records[-1]
         time.sleep(0.05)
@@ -178,7 +174,7 @@ def test_uploads_are_checked_before_decoding(i2v_client, tmp_path, app_module):
     big.write_bytes(_png(5000, 4000))
     cases.append((big, r"image is too large: at most 16.8 megapixels, got 5000x4000"))
     heavy = tmp_path / "heavy.png"  # a valid picture followed by more bytes than allowed
-    heavy.write_bytes(good.read_bytes() + bytes(app_module.MAX_IMAGE_BYTES))
+    heavy.write_bytes(good.read_bytes() + bytes(MAX_IMAGE_BYTES))
     cases.append((heavy, r"image is too large: at most 20 MB"))
     for path, message in cases:
         with pytest.raises(AppError, match=message):
@@ -221,23 +217,23 @@ def test_past_the_queue_bound_a_request_is_refused_at_once(app_module, backend, 
 
 
 # -- cancel and out-of-memory ----------------------------------------------------------------------
-def test_a_client_cancel_stops_within_a_step_and_leaves_the_model_unchanged(client, app_module, slow_steps):
+def test_a_client_cancel_stops_within_a_step_and_leaves_the_model_unchanged(client, runs, slow_steps):
     reference = _hashes(client.predict("a red fox", seed=123, **SMALL, api_name="/compare")[3])
     begun = time.monotonic()
     job = client.submit("a slow fox", **LONG, api_name="/compare")
     _wait_for_step(job, 2)
     cancelled_at = time.monotonic()
     assert job.cancel()
-    record = _run_record(app_module, begun)
-    assert record["status"] == "stopped" and record["step"] < LONG["steps"]
-    step_time = max(STEP_DELAY, (record["at"] - record["started"]) / record["step"])
-    assert record["released"] - cancelled_at < 2 * step_time + 0.5, (record, step_time)
+    record = _run_record(runs, begun)
+    assert record.status == "stopped" and record.step < LONG["steps"]
+    step_time = max(STEP_DELAY, (record.at - record.started) / record.step)
+    assert record.released - cancelled_at < 2 * step_time + 0.5, (record, step_time)
 
     again = _hashes(client.predict("a red fox", seed=123, **SMALL, api_name="/compare")[3])
     assert again == reference  # bit-identical frames: the cancel left the model as it was
 
 
-def test_a_sweep_is_cancelled_like_a_comparison_and_counts_steps_over_all_runs(client, app_module, slow_steps):
+def test_a_sweep_is_cancelled_like_a_comparison_and_counts_steps_over_all_runs(client, runs, slow_steps):
     begun = time.monotonic()
     # 5 panels in runs of 4: two runs, so the progress counts to twice the steps.
     job = client.submit("a slow fox", candidate_blocks="0, 1, 2, 3", **{**SMALL, "steps": 10}, api_name="/sweep")
@@ -245,22 +241,19 @@ def test_a_sweep_is_cancelled_like_a_comparison_and_counts_steps_over_all_runs(c
     assert job.status().progress_data[0].length == 20
     cancelled_at = time.monotonic()
     assert job.cancel()
-    record = _run_record(app_module, begun)
-    assert record["status"] == "stopped" and record["step"] < 20 and record["steps"] == 20, record
-    assert record["released"] - cancelled_at < 2 * STEP_DELAY + 0.5, record
+    record = _run_record(runs, begun)
+    assert record.status == "stopped" and record.step < 20 and record.steps == 20, record
+    assert record.released - cancelled_at < 2 * STEP_DELAY + 0.5, record
     _, table, *_ = client.predict("a fox", candidate_blocks="1", **SMALL, api_name="/sweep")
     assert len(table["data"]) == 2
 
 
-def test_out_of_memory_is_reported_and_the_app_keeps_serving(client, app_module):
+def test_out_of_memory_is_reported_and_the_app_keeps_serving(client, runs, faults):
     reference = _hashes(client.predict("a red fox", seed=9, **SMALL, api_name="/compare")[3])
-    app_module.FAULTS["oom_at_step"] = 1  # a real torch.OutOfMemoryError, raised inside the run
-    try:
-        with pytest.raises(AppError, match=r"Out of GPU memory at 9 frames of 64x32: lower num_frames"):
-            client.predict("a red fox", seed=9, **SMALL, api_name="/compare")
-    finally:
-        app_module.FAULTS.clear()
-    assert app_module.RUNS[-1]["status"] == "out of memory"
+    faults.oom_at_step = 1  # a real torch.OutOfMemoryError, raised inside the run
+    with pytest.raises(AppError, match=r"Out of GPU memory at 9 frames of 64x32: lower num_frames"):
+        client.predict("a red fox", seed=9, **SMALL, api_name="/compare")
+    assert runs[-1].status == "out of memory"
     assert _hashes(client.predict("a red fox", seed=9, **SMALL, api_name="/compare")[3]) == reference
 
 
@@ -299,12 +292,14 @@ def test_thirty_requests_keep_files_and_memory_bounded(app_module, backend, tmp_
 def test_the_model_comes_only_from_the_command_line_or_environment(client, app_module, backend):
     import inspect
 
-    for handler in (app_module.Studio.compare, app_module.Studio.generate, app_module.Studio.sweep):
+    from webapp.handlers import Studio
+
+    for handler in (Studio.compare, Studio.generate, Studio.sweep):
         assert not any("model" in name for name in inspect.signature(handler).parameters)
-    source = Path(app_module.__file__).read_text()
-    assert "trust_remote_code" not in source
+    app_files = [Path(app_module.__file__), *(Path(app_module.__file__).parent / "webapp").rglob("*.py")]
+    assert not any("trust_remote_code" in p.read_text() for p in app_files)
     engine = Path(app_module.stg.__file__).parent
-    assert not any("trust_remote_code=True" in p.read_text() for p in engine.glob("*.py"))
+    assert not any("trust_remote_code=True" in p.read_text() for p in engine.rglob("*.py"))
     *_, settings_path, _ = client.predict("a fox", **SMALL, api_name="/compare")
     assert json.loads(Path(settings_path).read_text())["model"] == "tiny" and backend.model == "tiny"
     # A raw request with a model field of its own: ignored.

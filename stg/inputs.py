@@ -1,0 +1,259 @@
+"""The settings of a request, in one table, and how every surface reads them.
+
+SETTINGS names each setting once: its API name (the CLI flag is the same with dashes), the part of the request it
+belongs to, its type and range, where its default comes from, its help, and the engine's name for it. The app
+builds its controls, their guards and its endpoints' parameters from it, the command line its flags and help,
+and the README its parameter list (`python -m stg.inputs` rewrites it). `task` turns the values of one request
+into the engine's checked request, refusing bad input with a message that names the setting.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .backend import PANELS_PER_RUN, Backend, Request
+from .guidance import MAX_SCALE, MODES, Guidance
+from .presets import SIZES, Preset
+from .values import Blocks, Choice, InputError, Kind, Number, Picture, Seed, Size, Text, shown
+
+MAX_CANDIDATES = 16  # blocks one sweep may try
+
+# Where a setting acts: the request (both panels), the files, the CFG panel, the CFG + STG panel, a block sweep.
+REQUEST, OUTPUT, CFG, STG, SWEEP = "request", "output", "cfg", "stg", "sweep"
+PANELS = {CFG: "CFG panel", STG: "CFG + STG panel"}
+
+
+@dataclass(frozen=True)
+class Model:
+    """What reading a request needs to know of the model: its preset and, once it is loaded, its depth and
+    whether it makes video from an image."""
+
+    preset: Preset
+    depth: int | None = None
+    image_to_video: bool | None = None
+
+    @classmethod
+    def of(cls, backend: Backend) -> "Model":
+        return cls(backend.preset, backend.depth, backend.image_to_video)
+
+
+# -- the table -------------------------------------------------------------------------------------
+ALL = ("compare", "generate", "sweep")
+PAIR = ("compare", "sweep")  # the commands with a CFG panel beside the CFG + STG one
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a request, as every surface names, reads, checks and explains it."""
+
+    name: str  # the API's parameter; the command line's flag is --name with dashes
+    group: str  # where it acts: REQUEST, OUTPUT, CFG, STG or SWEEP
+    kind: Kind  # its type: Text, Picture, Size, Seed, Number, Choice or Blocks (stg/values.py)
+    help: str  # one line, the same on the page, in the API, on the command line and in the README
+    preset: str | None = None  # None means this key of the preset's defaults ("window.0": the first of a pair)
+    follows: str | None = None  # ...or, before the preset's, this other setting's value where the command has it
+    default: Any = None  # the value when left out, where that is not None (the API's and the command line's)
+    field: str | None = None  # the engine's name for it, as its messages say it, where that is not `name`
+    label: str = ""  # on the page
+    commands: tuple[str, ...] = ALL  # the endpoints and commands that take it
+    metavar: str | None = None  # on the command line (block numbers: an example)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def engine_name(self) -> str:
+        return self.field or self.name
+
+    @property
+    def described(self) -> str:
+        """Its help, with the panel it belongs to where it belongs to one."""
+        return f"{PANELS[self.group]}: {self.help}" if self.group in PANELS else self.help
+
+    def read(self, value, model: Model, command: str, values: dict):
+        """The value for the engine; None (or what the type counts as empty) means the followed setting's value,
+        else the preset's (a sweep's sizes: the explorer's reduced ones), else what the type makes of it."""
+        if self.kind.empty(value) and self.follows and values.get(self.follows) is not None:
+            value = values[self.follows]
+        elif self.kind.empty(value) and self.preset:
+            value = model.preset.default(self.preset, sweep=command == "sweep")
+        return self.kind.read(value, self, model)
+
+    def rule(self, preset: Preset | None = None) -> str:
+        return self.kind.rule(self, preset)
+
+    def default_text(self, preset: Preset | None = None, command: str = "compare", spell=lambda s: s.name) -> str:
+        """The default in words: the followed setting (as `spell` names it), the preset's value (or "preset"),
+        the fixed default, or what None means."""
+        if self.follows:
+            return spell(BY_NAME[self.follows])
+        if self.preset:
+            return shown(preset.default(self.preset, command == "sweep")) if preset else "preset"
+        return shown(self.default) if self.default is not None else self.kind.none or "none"
+
+
+SCALE = dict(slider=(0, 20), engine=True)
+FRACTION = Number(0, 1, 0.05, engine=True)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("prompt", REQUEST, Text(), "what the video shows", label="Prompt"),
+    Setting("negative_prompt", REQUEST, Text(), "what the video should not show (empty: nothing)",
+            "negative_prompt", label="Negative prompt"),
+    Setting("image", REQUEST, Picture(), "first frame, for image-to-video models only", label="First frame"),
+    Setting("seed", REQUEST, Seed(), "seed of the initial noise, the same for every panel", default=0, label="Seed"),
+    Setting("steps", REQUEST, Size(), "denoising steps", "steps", label="Steps"),
+    Setting("num_frames", REQUEST, Size(), "frames per video", "num_frames", label="Frames"),
+    Setting("height", REQUEST, Size(), "video height in pixels", "height", label="Height", metavar="PX"),
+    Setting("width", REQUEST, Size(), "video width in pixels", "width", label="Width", metavar="PX"),
+    Setting("fps", OUTPUT, Number(1, 60, 1), "frames per second of the files", "fps", label="Frames per second",
+            metavar="FPS"),
+    Setting("cfg_scale", CFG, Number(0, MAX_SCALE, 0.1, **SCALE), "guidance scale w", "cfg_scale",
+            label="Guidance scale w", commands=PAIR, metavar="W"),
+    Setting("cfg_rescale", CFG, FRACTION, "rescale toward std(eps_c); 0: off", "cfg_rescale", field="rescale",
+            label="Rescale (0: off)", commands=PAIR, metavar="R"),
+    Setting("stg_cfg_scale", STG, Number(0, MAX_SCALE, 0.1, **SCALE), "guidance scale w", "cfg_scale",
+            follows="cfg_scale", field="cfg_scale", label="Guidance scale w", metavar="W"),
+    Setting("stg_scale", STG, Number(0, MAX_SCALE, 0.05, slider=(0, 10), engine=True), "STG scale s; 0 turns STG off",
+            "stg_scale", label="STG scale s", metavar="S"),
+    Setting("stg_mode", STG, Choice(MODES), "; ".join(f"{k}: {v}" for k, v in MODES.items()), "stg_mode",
+            label="Mode"),
+    Setting("stg_blocks", STG, Blocks(), "blocks to perturb", "stg_blocks", label="Blocks",
+            commands=("compare", "generate"), metavar='"14, 19"'),
+    Setting("candidate_blocks", SWEEP, Blocks(MAX_CANDIDATES, "about eight spread over the model's depth"),
+            "blocks to try, one CFG + STG video each", field="stg_blocks", label="Candidate blocks, one video each",
+            commands=("sweep",), metavar='"0, 4, 8"'),
+    Setting("rescale", STG, FRACTION, "rescale toward std(eps_c); 0: off, the official code uses 0.7",
+            "rescale", label="Rescale (0: off)", metavar="R"),
+    Setting("stg_window_start", STG, FRACTION, "fraction of the steps where STG starts", "window.0",
+            field="window start", label="STG from (fraction of steps)", metavar="F"),
+    Setting("stg_window_end", STG, FRACTION, "fraction of the steps where STG ends", "window.1", field="window end",
+            label="STG until", metavar="F"),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Command:
+    """What a request asks for: the settings it takes, the panels they make and how those are grouped into runs."""
+
+    name: str
+    summary: str
+    panels: Callable[[dict, Backend], list[Guidance]]  # {group: its panel, or a sweep's blocks} -> the panels
+    panels_per_run: int | None = None
+
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        return tuple(s for s in SETTINGS if self.name in s.commands)
+
+
+COMMANDS = {c.name: c for c in (
+    Command("compare", "the same prompt and seed twice, with CFG and with CFG + STG, in one run",
+            lambda made, backend: [made[CFG], made[STG]]),
+    Command("generate", "one panel with the CFG + STG settings (stg_scale=0 gives plain CFG)",
+            lambda made, backend: [made[STG]]),
+    Command("sweep", "the CFG video and one CFG + STG video per candidate block, same prompt and seed",
+            lambda made, backend: backend.sweep_panels(made[CFG], made[STG], made[SWEEP]), PANELS_PER_RUN),
+)}
+
+
+# -- reading a request -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """One request, read and checked: the engine's request, what it asks for, the files' fps and figure sets."""
+
+    command: Command
+    request: Request
+    fps: float
+    figures: tuple[str, ...] = ("video",)
+
+
+def read(command: Command, values: dict, model: Model) -> dict:
+    """Every setting of the command by its API name: defaults filled, text parsed, images loaded, and what needs
+    no model checked; the rest the engine checks. Settings the command does not take are ignored."""
+    read_values: dict = {}
+    for setting in command.settings:
+        read_values[setting.name] = setting.read(values.get(setting.name), model, command.name, read_values)
+    return read_values
+
+
+def guidances(command: Command, values: dict, depth: int | None = None) -> dict:
+    """The CFG panel and the CFG + STG panel of read values (one group's settings each), and a sweep's blocks."""
+    made: dict = {SWEEP: values.get("candidate_blocks")}
+    for group in (CFG, STG):
+        settings = [s for s in command.settings if s.group == group]
+        if not settings:
+            continue
+        with renamed(settings):
+            # A field left None (no preset names it) keeps the engine's own default.
+            fields = {s.engine_name: values[s.name] for s in settings if values[s.name] is not None}
+            window = (fields.pop("window start", 0.0), fields.pop("window end", 1.0))
+            made[group] = Guidance(**fields, window=window)
+            if depth is not None:
+                made[group].check_depth(depth)
+    return made
+
+
+def task(backend: Backend, command: Command, values: dict, panels_per_run: int | None = None) -> Task:
+    """Read one request's values (by API name; None means the default) and check it, before any work."""
+    values = read(command, values, Model.of(backend))
+    made = guidances(command, values, backend.depth)
+    request_settings = [s for s in command.settings if s.group in (REQUEST, SWEEP)]
+    options = {s.name: values[s.name] for s in request_settings if s.group == REQUEST and s.name != "prompt"}
+    with renamed(request_settings):
+        request = backend.check(values["prompt"], command.panels(made, backend),
+                                panels_per_run=panels_per_run or command.panels_per_run, **options)
+    return Task(command, request, values["fps"], backend.preset.figures)
+
+
+@contextmanager
+def renamed(settings):
+    """The engine's errors, with these settings named as the API names them."""
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as error:
+        raise ValueError(rename(str(error), {s.engine_name: s.name for s in settings})) from None
+
+
+def rename(message: str, names: dict[str, str]) -> str:
+    """Names in a message replaced: names with '_' or ' ' anywhere, plain words only where the message starts."""
+    for old in sorted(names, key=len, reverse=True):
+        pattern = rf"(?<![\w-]){re.escape(old)}(?![\w-])" if re.search(r"[_ ]", old) else rf"^{re.escape(old)}\b"
+        message = re.sub(pattern, names[old], message)
+    return message
+
+
+# -- documentation ---------------------------------------------------------------------------------
+def reference() -> str:
+    """The README's parameter list: one row per setting, for the HTTP API and the command line alike."""
+    rows = ["| parameter | flag | endpoints | allowed | default | what it is |", "|---|---|---|---|---|---|"]
+    for s in SETTINGS:
+        allowed = s.rule()
+        if isinstance(s.kind, Number) and s.kind.slider:
+            allowed += " (on the page and over HTTP: {:g} to {:g})".format(*s.kind.slider)
+        default = "required" if s.name == "prompt" else s.default_text(spell=lambda f: f"`{f.name}`")
+        if default == "preset":
+            default = "the preset's" + (" (a sweep: reduced)" if s.name in SIZES else "")
+        endpoints = ", ".join(f"`/{c}`" for c in s.commands)
+        rows.append(f"| `{s.name}` | `{s.flag}` | {endpoints} | {allowed} | {default} | {s.described} |")
+    return "\n".join(rows)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+MARKERS = ("<!-- settings: written by python -m stg.inputs -->", "<!-- /settings -->")
+
+
+def with_reference(text: str) -> str:
+    """The README's text with the parameter list between its settings markers written afresh."""
+    start, end = text.index(MARKERS[0]) + len(MARKERS[0]), text.index(MARKERS[1])
+    return f"{text[:start]}\n{reference()}\n{text[end:]}"
+
+
+if __name__ == "__main__":
+    README.write_text(with_reference(README.read_text()))
