@@ -289,6 +289,29 @@ def test_thirty_requests_keep_files_and_memory_bounded(app_module, backend, tmp_
         names.add(path.name)
 
 
+def test_cache_cleaning_survives_a_request_finishing_meanwhile(app_module, tmp_path, monkeypatch):
+    """Gradio deletes old files in a worker thread while requests add theirs to the same sets; one added during
+    the deletion must neither end the cleaning nor be lost."""
+    import os
+    from types import SimpleNamespace
+
+    from gradio import route_utils
+
+    old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
+    old.write_bytes(b"old")
+    new.write_bytes(b"new")
+    live = {str(old)}
+    remove = os.remove
+
+    def remove_while_a_request_finishes(path):
+        live.add(str(new))
+        remove(path)
+
+    monkeypatch.setattr(os, "remove", remove_while_a_request_finishes)
+    route_utils.delete_files_created_by_app(SimpleNamespace(blocks={}, temp_file_sets=[live]), age=None)
+    assert live == {str(new)} and not old.exists() and new.exists()
+
+
 def test_the_model_comes_only_from_the_command_line_or_environment(client, app_module, backend):
     import inspect
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -17,6 +16,7 @@ from stg.inputs import COMMANDS, Command
 from stg.values import random_seed
 
 from . import gpu
+from .files import ResultFiles
 from .texts import api_doc, figures_markdown, motion_verdict
 
 
@@ -52,7 +52,7 @@ class Studio:
 
     def __init__(self, backend: stg.Backend, output_dir: str | os.PathLike | None = None):
         self.backend = backend
-        self.output_dir = Path(output_dir or Path(gr.utils.get_upload_folder()) / "stg-studio")
+        self.files = ResultFiles(output_dir)
         gpu.register(backend)
 
     compare = endpoint(COMMANDS["compare"])
@@ -67,7 +67,7 @@ class Studio:
             raise gr.Error(str(error), print_exception=False) from None
         videos = gpu.submit(self.backend, task.request, progress, getattr(request, "session_hash", None))
         composed = results.compose(task, videos)
-        paths = results.write(composed, self._new_file)
+        paths = results.write(composed, self.files.new)
         outputs = []
         for name, part in composed.parts.items():
             if isinstance(part, list):  # a table: shown on the page, and its CSV
@@ -75,12 +75,6 @@ class Studio:
                 outputs.append({"headers": columns, "data": [[row[c] for c in columns] for row in part]})
             outputs.append(str(paths[name]))
         return (*outputs, composed.seed)
-
-    def _new_file(self, name: str, ending: str) -> Path:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        handle, path = tempfile.mkstemp(prefix=f"stg-{name}-", suffix=ending, dir=self.output_dir)
-        os.close(handle)
-        return Path(path)
 
     def example(self, prompt):
         """An example prompt with every other setting at the preset's defaults (cached on first use)."""

@@ -11,12 +11,12 @@ from stg.inputs import BY_NAME, CFG, COMMANDS, MAX_CANDIDATES, OUTPUT, REQUEST, 
 from stg.presets import SIZES
 
 from .controls import blocks_text, control
+from .files import DELETE_CACHE
 from .handlers import Studio
 from .texts import API_HINT, CSS, EXPLORER_HELP, banner_markdown, figures_help, header_markdown
 
 QUEUE_SIZE = 16  # requests waiting for the GPU; past it a request is refused at once ("Queue is full")
 UPLOAD_LIMIT = "40mb"  # hard stop at the upload route; images are refused above MAX_IMAGE_BYTES with a message
-DELETE_CACHE = (600, 3600)  # every 10 minutes, delete result and upload files older than an hour
 
 
 class Controls(dict):
