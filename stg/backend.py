@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
@@ -13,9 +14,10 @@ import torch
 from diffusers import DiffusionPipeline
 
 from . import families, presets
-from .denoiser import GuidedDenoiser, passes_per_step
+from .denoiser import GuidedDenoiser, Progress, passes_per_step
 from .families import Family
 from .guidance import Guidance
+from .layout import check_guider, experts, rebuild
 from .perturb import install
 
 MAX_PROMPT_CHARS = 2000
@@ -30,12 +32,15 @@ class Cancelled(Exception):
 
 @dataclass
 class Video:
-    """One generated panel: uint8 frames [frames, height, width, 3] and what reproduces it."""
+    """One generated panel: uint8 frames [frames, height, width, 3], its sound where the model makes sound
+    (float waveform [channels, samples] at sample_rate), and what reproduces it."""
 
     frames: np.ndarray
     fps: int
     seed: int
     settings: dict = field(default_factory=dict)
+    audio: np.ndarray | None = None
+    sample_rate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,18 +103,30 @@ class Backend:
         self.preset = preset
         self.model = model
         self.image_to_video = family.pipelines[type(pipe).__name__]
-        self.depth = len(family.blocks.blocks(pipe.transformer))
+        self.experts = experts(pipe, family)
+        depths = {name: len(family.blocks.blocks(transformer)) for name, transformer in self.experts}
+        if len(set(depths.values())) > 1:
+            raise ValueError(f"model: its experts differ in depth ({depths}); one block index cannot name both")
+        self.depth = depths[self.experts[0][0]]
+        if family.guider:
+            check_guider(getattr(pipe, family.guider))
+        if family.decode_one_at_a_time:
+            pipe.vae.enable_slicing()
         # Fast tokenizers raise 'Already borrowed' when two threads encode at once.
         self._encode_lock = threading.Lock()
-        install(pipe.transformer, family.blocks)
+        for _, transformer in self.experts:
+            if family.prepare_transformer is not None:
+                family.prepare_transformer(transformer)
+            install(transformer, family.blocks)
 
     @classmethod
     def load(cls, model: str, device=None, dtype=None, *, pipeline: str | None = None, offload: bool = False,
-             vae_tiling: bool = False) -> "Backend":
+             vae_tiling: bool = False, fp8: bool = False) -> "Backend":
         """model: a preset key, a hub id, or a local diffusers pipeline folder.
 
         pipeline: a diffusers pipeline class name to load the weights with instead of the one the model names
-        (e.g. "LTXImageToVideoPipeline" for LTX-Video text-to-video weights).
+        (e.g. "LTXImageToVideoPipeline" for LTX-Video text-to-video weights). fp8: keep the transformers' weights
+        in float8 (half of bf16), each layer cast up to dtype as it runs; close to, not equal to, dtype weights.
         """
         families.check_presets(presets.all_presets())
         device, dtype = _default_device_dtype(device, dtype)
@@ -129,6 +146,9 @@ class Backend:
         family = families.for_pipeline(class_name)
         preset = preset or presets.for_pipeline(class_name)
         pipe = getattr(diffusers, class_name).from_pretrained(source, torch_dtype=dtype)
+        if fp8:
+            for _, transformer in experts(pipe, family):
+                transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
         if offload and device.type == "cuda":
             pipe.enable_model_cpu_offload(device=device)
         else:
@@ -161,6 +181,7 @@ class Backend:
             if not isinstance(g, Guidance):
                 raise ValueError(f"guidance must be a stg.Guidance, got {type(g).__name__}")
             g.check_depth(self.depth)
+            self._check_extras(g)
         if self.image_to_video and image is None:
             raise ValueError("image is required: this model makes video from an image")
         if not self.image_to_video and image is not None:
@@ -175,46 +196,66 @@ class Backend:
         return Request(prompt, negative_prompt, image, seed, **sizes, panels=tuple(guidances),
                        panels_per_run=panels_per_run)
 
+    @property
+    def missing_extras(self) -> dict[str, str]:
+        """The guidance settings beyond CFG and STG (guidance.EXTRAS) this model has nothing for, each with why."""
+        sound = "" if self.family.makes_sound else "this model makes no sound"
+        why = {
+            "cfg_scale_2": "" if len(self.experts) > 1 else "this model has one expert",
+            "modality_scale": "" if self.family.modality else "this model has no modality guidance",
+            "audio_cfg_scale": sound, "audio_stg_scale": sound, "audio_modality_scale": sound, "audio_rescale": sound,
+        }
+        return {name: reason for name, reason in why.items() if reason}
+
+    def _check_extras(self, g: Guidance) -> None:
+        """Settings beyond CFG and STG only where the model has what they act on."""
+        for name in g.extras():
+            if name in self.missing_extras:
+                raise ValueError(f"{name}: {self.missing_extras[name]}; leave it at its default")
+
     def prepare(self, prompt: str, guidances: Sequence[Guidance], *, callback: Callable[[int, int], None] | None = None,
                 share_prefix: bool = True, max_rows: int | None = None, **options):
         """The stock pipeline wired for these panels, and the arguments to call it with.
 
-        One latent row per panel, all from the same seed; the pipeline's own CFG is off and a `GuidedDenoiser`
-        stands in for its transformer. share_prefix=False and max_rows=1 give the plain computation (each
+        One latent row per panel, all from the same seed; the pipeline's own guidance is off and a `GuidedDenoiser`
+        stands in for each of its transformers. share_prefix=False and max_rows=1 give the plain computation (each
         pass its own forward). Returns (pipeline, kwargs, request); call `pipeline(**kwargs)`.
         """
         request = self.check(prompt, guidances, **options)
         return (*self._wired(request, request.panels, callback, share_prefix, max_rows), request)
 
     def _wired(self, request: Request, panels: Sequence[Guidance], callback, share_prefix: bool, max_rows):
-        pipe = self.pipe
+        """The stock pipeline with its own guidance off and a `GuidedDenoiser` in place of each of its transformers,
+        rebuilt with every setting the loaded one has; and its call arguments."""
+        pipe, family = self.pipe, self.family
         with self._encode_lock, torch.no_grad():
-            positive, negative = self.family.encode(pipe, request.prompt, request.negative_prompt)
-        denoiser = GuidedDenoiser(pipe.transformer, self.family, panels, negative, request.steps,
-                                  share_prefix=share_prefix, max_rows=max_rows)
-        components = {**pipe.components, "transformer": denoiser,
-                      "scheduler": type(pipe.scheduler).from_config(pipe.scheduler.config)}
-        request_pipe = type(pipe)(**components)
-        request_pipe.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
-
-        def on_step_end(_pipe, step, _timestep, _tensors):
-            if callback is not None:
-                callback(step + 1, request.steps)
-            return {}
+            positive, negative = family.encode(pipe, request.prompt, request.negative_prompt)
+        progress = Progress(request.steps, callback)
+        scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+        components = {**pipe.components, "scheduler": scheduler}
+        for expert, (name, transformer) in enumerate(self.experts):
+            components[name] = GuidedDenoiser(transformer, family, panels, negative, progress, expert=expert,
+                                              scheduler=scheduler, share_prefix=share_prefix, max_rows=max_rows)
+        if family.guider:  # a guider keeps per-call state: each request gets its own, switched off
+            components[family.guider] = getattr(pipe, family.guider).new(enabled=False)
+        request_pipe = rebuild(pipe, components)
 
         kwargs = {k: torch.cat([v] * len(panels)) for k, v in positive.items()}
-        # With a CFG pass the denoiser does CFG and the pipeline must not; distilled models embed the scale.
-        kwargs["guidance_scale"] = 1.0 if self.family.has_cfg_pass else panels[0].cfg_scale
+        # The denoiser guides (and sets the scale of CFG-distilled models per row): the pipeline must not.
+        kwargs.update(family.guidance_off)
+        size = dict(height=request.height, width=request.width)
         if self.image_to_video:
-            kwargs["image"] = [request.image] * len(panels) if self.family.image_per_panel else request.image
+            kwargs.update(family.image_arguments(pipe, request.image, len(panels)))
+        if family.sized_by is not None and "height" not in inspect.signature(type(pipe).__call__).parameters:
+            for name, value in family.sized_by(request_pipe, **size).items():
+                setattr(request_pipe, name, value)
+            size = {}
         kwargs.update(
             num_inference_steps=request.steps,
             num_frames=request.num_frames,
-            height=request.height,
-            width=request.width,
             generator=[torch.Generator("cpu").manual_seed(request.seed) for _ in panels],
             output_type="np",
-            callback_on_step_end=on_step_end,
+            **size,
         )
         return request_pipe, kwargs
 
@@ -228,10 +269,21 @@ class Backend:
                     callback(_done + step, request.total_steps)
 
             pipe, kwargs = self._wired(request, panels, progress, share_prefix, max_rows)
-            frames = np.asarray(pipe(**kwargs).frames)
+            output = pipe(**kwargs)
+            frames = np.asarray(output.frames)
+            audio = output.audio.float().cpu().numpy() if self.family.makes_sound else [None] * len(panels)
             videos += [Video(frames=(np.clip(frames[j], 0, 1) * 255).round().astype(np.uint8), fps=self.preset.fps,
-                             seed=request.seed, settings=self.settings(request, g)) for j, g in enumerate(panels)]
+                             seed=request.seed, settings=self.settings(request, g), audio=audio[j],
+                             sample_rate=self.sample_rate) for j, g in enumerate(panels)]
         return videos
+
+    @property
+    def sample_rate(self) -> int | None:
+        """The sound's sample rate, for models that make sound."""
+        if not self.family.makes_sound:
+            return None
+        component, key = self.family.sample_rate
+        return int(getattr(self.pipe, component).config[key])
 
     def run(self, prompt: str, guidances: Sequence[Guidance], *, panels_per_run: int | None = None,
             callback: Callable[[int, int], None] | None = None, share_prefix: bool = True,
@@ -269,9 +321,11 @@ class Backend:
         return [reference] + [replace(candidate, stg_blocks=(block,)) for block in blocks]
 
     def candidate_blocks(self, count: int = SWEEP_CANDIDATES) -> list[int]:
-        """About `count` blocks spread evenly over the depth, first and last included."""
+        """About `count` blocks spread evenly over the depth, first and last included, and the preset's own
+        STG blocks among them (LTX-2's 29 between 27 and 34)."""
         count = min(count, self.depth)
-        return sorted({round(i * (self.depth - 1) / max(count - 1, 1)) for i in range(count)})
+        spread = {round(i * (self.depth - 1) / max(count - 1, 1)) for i in range(count)}
+        return sorted(spread | {b for b in self.preset.defaults.get("stg_blocks", ()) if 0 <= b < self.depth})
 
     def passes_per_step(self, request: Request, share_prefix: bool = True) -> float:
         """Transformer passes a step of this request costs, over all its runs (what its GPU time grows with)."""
@@ -293,6 +347,7 @@ class Backend:
             "width": request.width,
             "fps": self.preset.fps,
             "guidance": guidance.as_dict(),
+            **({"sample_rate": self.sample_rate} if self.family.makes_sound else {}),
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "versions": {"stg_studio": __version__, "diffusers": diffusers.__version__, "torch": torch.__version__},

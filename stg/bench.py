@@ -20,7 +20,7 @@ from diffusers import LTXVideoTransformer3DModel
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import Backend, Guidance, tiny
-from .denoiser import GuidedDenoiser, passes_per_step
+from .denoiser import GuidedDenoiser, Progress, passes_per_step
 from .families import FAMILIES
 from .perturb import install
 
@@ -139,13 +139,13 @@ def transformer_steps(args) -> dict:
     install(model, family.blocks)
     block = args.block if args.block is not None else min(19, config["num_layers"] - 1)
     inputs, tokens = _ltx_inputs(args, device, dtype)
-    negative = {"prompt_embeds": torch.randn(1, 128, 4096, device=device, dtype=dtype),
-                "prompt_attention_mask": torch.ones(1, 128, device=device, dtype=torch.long)}
+    negative = {"encoder_hidden_states": torch.randn(1, 128, 4096, device=device, dtype=dtype),
+                "encoder_attention_mask": torch.ones(1, 128, device=device, dtype=torch.long)}
     cfg, stg = Guidance(3.0), Guidance(3.0, 1.0, "stg-a", [block], rescale=0.7)
     flops, memory = {}, {}
 
     def stepper(name, panels, **speed):
-        denoiser = GuidedDenoiser(model, family, panels, negative, steps=10**9, **speed)
+        denoiser = GuidedDenoiser(model, family, panels, negative, Progress(steps=10**9), **speed)
         batch = inputs(len(panels))
 
         def run():

@@ -1,9 +1,10 @@
 """The batched denoising step: every pass of every panel in one transformer forward.
 
-The stock pipeline runs with its own CFG switched off and one latent row per panel; it calls this object
-as its transformer. Per step it expands each panel into the rows it needs (uncond, cond, perturbed),
-runs them through the shared transformer with a per-row perturbation plan, and returns each panel's
-guided prediction, which the pipeline's scheduler then steps as usual.
+The stock pipeline runs with its own guidance switched off and one latent row per panel; it calls this object
+as its transformer (one per expert, where a model has two). Per step it expands each panel into the rows it
+needs (uncond, cond, perturbed, isolated), runs them through the shared transformer with a per-row
+perturbation plan, and returns each panel's guided prediction of every output (video, and sound where the
+model makes it), which the pipeline's scheduler then steps as usual.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import inspect
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
@@ -20,7 +21,7 @@ from .families import Family
 from .guidance import Guidance, guide
 from .perturb import RowPerturbation, RowPlan, perturbed
 
-UNCOND, COND, PERTURBED = "uncond", "cond", "perturbed"
+UNCOND, COND, PERTURBED, ISOLATED = "uncond", "cond", "perturbed", "isolated"
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,17 @@ class Row:
 
 
 def plan_rows(panels: Sequence[Guidance], step: int, steps: int, cfg_pass: bool) -> list[Row]:
-    """Rows of one step: uncond only where CFG is on, perturbed only inside the STG window."""
+    """Rows of one step: uncond only where CFG is on, perturbed only inside the STG window, isolated only with
+    modality guidance."""
     rows = []
     for j, g in enumerate(panels):
-        if cfg_pass and g.cfg_scale != 1.0:
+        if cfg_pass and g.uses_cfg:
             rows.append(Row(j, UNCOND))
         rows.append(Row(j, COND))
         if g.stg_active(step, steps):
             rows.append(Row(j, PERTURBED))
+        if g.uses_modality:
+            rows.append(Row(j, ISOLATED))
     return rows
 
 
@@ -66,19 +70,39 @@ def chunk_rows(rows: list[Row], max_rows: int) -> list[list[Row]]:
     return [c for c in chunks if c]
 
 
-class GuidedDenoiser:
-    """Stands in for the pipeline's transformer for one request; everything else is delegated to it."""
+@dataclass
+class Progress:
+    """What the stand-ins of one request share: the step reached, the steps, and who hears of each step."""
 
-    def __init__(self, transformer, family: Family, panels: Sequence[Guidance], negative: dict, steps: int,
-                 share_prefix: bool = True, max_rows: int | None = None):
+    steps: int
+    callback: Callable[[int, int], None] | None = None
+    step: int = 0
+
+    def advance(self) -> None:
+        self.step += 1
+        if self.callback is not None:
+            self.callback(self.step, self.steps)
+
+
+class GuidedDenoiser:
+    """Stands in for one of the pipeline's transformers for one request; everything else is delegated to it.
+
+    negative: transformer inputs of the negative prompt, by argument name. expert: which of the model's
+    experts this transformer is (its panels use that expert's CFG scale). scheduler: the request's own, whose
+    sigmas turn velocities into x0 for families that guide x0.
+    """
+
+    def __init__(self, transformer, family: Family, panels: Sequence[Guidance], negative: dict, progress: Progress,
+                 *, expert: int = 0, scheduler=None, share_prefix: bool = True, max_rows: int | None = None):
         self.transformer = transformer
         self.family = family
-        self.panels = list(panels)
+        self.panels = [g.for_expert(expert) for g in panels]
+        self.streams = [self.panels, [g.for_audio() for g in self.panels]][:len(family.samples)]
         self.negative = negative
-        self.steps = steps
+        self.progress = progress
+        self.scheduler = scheduler
         self.share_prefix = share_prefix
         self.max_rows = max_rows
-        self.step = 0
         self._signature = inspect.signature(transformer.forward)
 
     def __getattr__(self, name):
@@ -91,23 +115,37 @@ class GuidedDenoiser:
     def __call__(self, *args, **kwargs):
         inputs = self._signature.bind(*args, **kwargs).arguments
         return_dict = inputs.pop("return_dict", True)
-        rows = plan_rows(self.panels, self.step, self.steps, self.family.has_cfg_pass)
+        step = self.progress.step
+        rows = plan_rows(self.panels, step, self.progress.steps, self.family.has_cfg_pass)
         outputs = self._forward_rows(rows, inputs)
-        guided = torch.cat([
-            guide(outputs[Row(j, COND)], outputs.get(Row(j, UNCOND)), outputs.get(Row(j, PERTURBED)), g)
-            for j, g in enumerate(self.panels)
-        ])
-        self.step += 1
-        return Transformer2DModelOutput(sample=guided) if return_dict else (guided,)
+        guided = tuple(
+            torch.cat([self._guide(outputs, j, s, g, inputs, step) for j, g in enumerate(panels)])
+            for s, panels in enumerate(self.streams)
+        )
+        self.progress.advance()
+        return Transformer2DModelOutput(sample=guided[0]) if return_dict else guided
 
-    def _forward_rows(self, rows: list[Row], inputs: dict) -> dict[Row, torch.Tensor]:
+    def _guide(self, outputs: dict, panel: int, stream: int, g: Guidance, inputs: dict, step: int) -> torch.Tensor:
+        """One panel's guided prediction of one output; x0 families combine x0 = sample - sigma v."""
+        passes = {kind: outputs[Row(panel, kind)][stream] for kind in (UNCOND, COND, PERTURBED, ISOLATED)
+                  if Row(panel, kind) in outputs}
+        if not self.family.x0:
+            return guide(passes[COND], passes.get(UNCOND), passes.get(PERTURBED), g, passes.get(ISOLATED))
+        sample = inputs[self.family.samples[stream]][panel:panel + 1].float()
+        sigma = self.scheduler.sigmas[step]
+        x0 = {kind: sample - v * sigma for kind, v in passes.items()}
+        guided = guide(x0[COND], x0.get(UNCOND), x0.get(PERTURBED), g, x0.get(ISOLATED))
+        return (sample - guided) / sigma
+
+    def _forward_rows(self, rows: list[Row], inputs: dict) -> dict[Row, tuple[torch.Tensor, ...]]:
         """All rows, in as few forwards as fit: out of memory halves the rows per forward and retries."""
         while True:
             max_rows = min(self.max_rows or len(rows), len(rows))
             try:
                 outputs = {}
                 for chunk in chunk_rows(rows, max_rows):
-                    outputs.update(zip(chunk, self._forward(chunk, inputs).split(1)))
+                    per_output = [out.split(1) for out in self._forward(chunk, inputs)]
+                    outputs.update(zip(chunk, zip(*per_output)))
                 return outputs
             except torch.OutOfMemoryError:
                 if max_rows == 1:
@@ -117,7 +155,7 @@ class GuidedDenoiser:
                     torch.cuda.empty_cache()
                 self.max_rows = max_rows // 2
 
-    def _forward(self, rows: list[Row], inputs: dict) -> torch.Tensor:
+    def _forward(self, rows: list[Row], inputs: dict) -> tuple[torch.Tensor, ...]:
         panels = inputs["hidden_states"].shape[0]
         device = inputs["hidden_states"].device
         index = torch.tensor([r.panel for r in rows], device=device)
@@ -127,28 +165,27 @@ class GuidedDenoiser:
         }
         uncond = torch.tensor([r.kind == UNCOND for r in rows], device=device)
         if uncond.any():
-            for source, target in self.family.prompt_inputs.items():
-                negative = self.negative[source].to(batch[target])
+            for target, negative in self.negative.items():
+                negative = negative.to(batch[target])
                 batch[target] = torch.where(uncond.view(-1, *[1] * (negative.ndim - 1)), negative, batch[target])
         if self.family.embedded_guidance:
             name, factor = self.family.embedded_guidance
             scales = [self.panels[r.panel].cfg_scale * factor for r in rows]
             batch[name] = torch.tensor(scales, device=device, dtype=batch[name].dtype)
-        plan = self._perturbation_plan(rows)
-        with perturbed(plan):
-            out = self.transformer(**batch, return_dict=False)[0]
-        return out.float()
+        with perturbed(self._perturbation_plan(rows)):
+            out = self.transformer(**batch, return_dict=False)
+        return tuple(o.float() for o in out[:len(self.family.samples)])
 
     def _perturbation_plan(self, rows: list[Row]) -> RowPlan | None:
-        if not any(r.kind == PERTURBED for r in rows):
+        if all(r.kind in (UNCOND, COND) for r in rows):
             return None
         position = {r: k for k, r in enumerate(rows)}
         plan = []
         for r in rows:
-            if r.kind != PERTURBED:
-                plan.append(None)
-                continue
             g = self.panels[r.panel]
-            source = position.get(Row(r.panel, COND)) if self.share_prefix else None
-            plan.append(RowPerturbation(g.stg_mode, frozenset(g.stg_blocks), source))
+            if r.kind == PERTURBED:
+                source = position.get(Row(r.panel, COND)) if self.share_prefix else None
+                plan.append(RowPerturbation(g.stg_mode, frozenset(g.stg_blocks), source))
+            else:
+                plan.append(RowPerturbation(isolate=True) if r.kind == ISOLATED else None)
         return RowPlan(plan)

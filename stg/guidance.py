@@ -1,12 +1,14 @@
 """The STG guidance formula, as pure tensor functions (no model).
 
-eps = eps_u + w (eps_c - eps_u) + s (eps_c - eps_p), optionally rescaled toward std(eps_c).
+eps = eps_u + w (eps_c - eps_u) + s (eps_c - eps_p) + (m - 1) (eps_c - eps_m), optionally rescaled toward
+std(eps_c). The last term is LTX-2's modality guidance (eps_m: video and sound not attending to each other);
+m = 1 leaves it out.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import torch
@@ -16,12 +18,25 @@ MODES = {
     "stg-a": "attention skip: the chosen blocks' video self-attention uses an identity map",
 }
 MAX_SCALE = 100.0
+# Settings beyond CFG and STG, for the models that have what they act on; the presets set them.
+EXTRAS = {
+    "cfg_scale_2": "guidance scale w of the second (low-noise) expert, for models with two (Wan 2.2 A14B)",
+    "modality_scale": "modality guidance m, away from video and sound that ignore each other (LTX-2); 1: off",
+    "audio_cfg_scale": "guidance scale w of the sound (LTX-2)",
+    "audio_stg_scale": "STG scale s of the sound (LTX-2)",
+    "audio_modality_scale": "modality guidance m of the sound (LTX-2)",
+    "audio_rescale": "rescale of the sound (LTX-2)",
+}
 
 
 def _check_number(field: str, value, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
         raise ValueError(f"{field} must be a finite number in [{low:g}, {high:g}], got {value!r}")
     return float(value)
+
+
+def _check_optional(field: str, value, low: float, high: float) -> float | None:
+    return None if value is None else _check_number(field, value, low, high)
 
 
 def _check_blocks(blocks) -> tuple[int, ...]:
@@ -44,6 +59,12 @@ class Guidance:
     stg_blocks: Sequence[int] = ()
     rescale: float = 0.0
     window: tuple[float, float] = (0.0, 1.0)
+    cfg_scale_2: float | None = None
+    modality_scale: float = 1.0
+    audio_cfg_scale: float | None = None
+    audio_stg_scale: float | None = None
+    audio_modality_scale: float | None = None
+    audio_rescale: float | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -60,11 +81,47 @@ class Guidance:
         if start >= end:
             raise ValueError(f"window start must be less than window end (both in [0, 1]), got {start:g} >= {end:g}")
         set_(self, "window", (start, end))
+        set_(self, "modality_scale", _check_number("modality_scale", self.modality_scale, 0.0, MAX_SCALE))
+        for name in ("cfg_scale_2", "audio_cfg_scale", "audio_stg_scale", "audio_modality_scale"):
+            set_(self, name, _check_optional(name, getattr(self, name), 0.0, MAX_SCALE))
+        set_(self, "audio_rescale", _check_optional("audio_rescale", self.audio_rescale, 0.0, 1.0))
+
+    def extras(self) -> dict:
+        """The settings beyond CFG and STG that differ from their defaults (off, or following another)."""
+        return {name: getattr(self, name) for name in EXTRAS if getattr(self, name) != _DEFAULTS[name]}
+
+    def for_expert(self, expert: int) -> "Guidance":
+        """The guidance of one expert of a two-expert model: the second uses cfg_scale_2 where given."""
+        if expert == 0 or self.cfg_scale_2 is None:
+            return self
+        return replace(self, cfg_scale=self.cfg_scale_2, cfg_scale_2=None)
+
+    def for_audio(self) -> "Guidance":
+        """The guidance of the sound: the audio scales where given, else the video's."""
+        follow = lambda audio, video: video if audio is None else audio  # noqa: E731
+        return replace(
+            self,
+            cfg_scale=follow(self.audio_cfg_scale, self.cfg_scale),
+            stg_scale=follow(self.audio_stg_scale, self.stg_scale),
+            modality_scale=follow(self.audio_modality_scale, self.modality_scale),
+            rescale=follow(self.audio_rescale, self.rescale),
+            audio_cfg_scale=None, audio_stg_scale=None, audio_modality_scale=None, audio_rescale=None,
+        )
 
     @property
     def uses_stg(self) -> bool:
-        """STG needs a scale and at least one block; without either the panel is plain CFG."""
-        return self.stg_scale > 0 and bool(self.stg_blocks)
+        """STG needs a scale (of the video or the sound) and at least one block; else the panel is plain CFG."""
+        return (self.stg_scale > 0 or bool(self.audio_stg_scale)) and bool(self.stg_blocks)
+
+    @property
+    def uses_cfg(self) -> bool:
+        """Whether an unconditional pass contributes: a CFG scale other than 1, of the video or the sound."""
+        return self.cfg_scale != 1.0 or self.audio_cfg_scale not in (None, 1.0)
+
+    @property
+    def uses_modality(self) -> bool:
+        """Whether the modality-isolated pass contributes (scale other than 1, of the video or the sound)."""
+        return self.modality_scale != 1.0 or self.audio_modality_scale not in (None, 1.0)
 
     def stg_active(self, step: int, steps: int) -> bool:
         """Whether the perturbed pass runs at this step: step/steps inside [start, end)."""
@@ -83,11 +140,22 @@ class Guidance:
         return data
 
 
-def guide(eps_c: torch.Tensor, eps_u: torch.Tensor | None, eps_p: torch.Tensor | None, g: Guidance) -> torch.Tensor:
+def extras_from(settings: dict) -> dict:
+    """The EXTRAS among a preset's defaults: what the model's recipe turns on in every panel."""
+    return {name: settings[name] for name in EXTRAS if name in settings}
+
+
+_DEFAULTS = {name: Guidance.__dataclass_fields__[name].default for name in EXTRAS}
+
+
+def guide(eps_c: torch.Tensor, eps_u: torch.Tensor | None, eps_p: torch.Tensor | None, g: Guidance,
+          eps_m: torch.Tensor | None = None) -> torch.Tensor:
     """Combine the passes of one panel; a missing pass (None) contributes no term."""
     eps = eps_c if eps_u is None else eps_u + g.cfg_scale * (eps_c - eps_u)
     if eps_p is not None:
         eps = eps + g.stg_scale * (eps_c - eps_p)
+    if eps_m is not None:
+        eps = eps + (g.modality_scale - 1) * (eps_c - eps_m)
     if g.rescale > 0:
         dims = list(range(1, eps.ndim))  # per sample: factor = std(eps_c) / std(eps)
         factor = eps_c.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)

@@ -7,6 +7,9 @@ the mode and the blocks to perturb; unperturbed rows of the same forward pass ar
 
 A perturbed row may also name a source row (its conditional twin, same inputs): blocks before its first
 perturbed block are then computed once for both and copied, which is exact because the inputs are equal.
+
+A row may instead be isolated (LTX-2's modality guidance): in every block the cross-attention between video
+and sound adds nothing to it, exactly as the model's own `isolate_modalities` does for a whole batch.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 
 BLOCK_HOOK = "stg_block"
 ATTENTION_HOOK = "stg_attention"
+ISOLATION_HOOK = "stg_isolation"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,10 @@ class BlockStack:
     attention: str  # attribute of a block holding its video self-attention
     row_inputs: tuple[str, ...]  # block arguments that carry one entry per batch row
     outputs: tuple[str, ...]  # block outputs, named by the input they update (dual-stream: two)
+    # The block's own stg-a: an argument taking a per-row mask (0: value passthrough) instead of the hook.
+    identity_argument: str | None = None
+    # Attentions of a block whose output an isolated row does without (video <-> sound cross-attention).
+    isolation: tuple[str, ...] = ()
 
     def blocks(self, transformer: torch.nn.Module) -> torch.nn.ModuleList:
         return getattr(transformer, self.stack)
@@ -41,13 +49,14 @@ class BlockStack:
 class RowPerturbation:
     """How one batch row is perturbed."""
 
-    mode: str  # "stg-r" or "stg-a"
-    blocks: frozenset[int]
+    mode: str | None = None  # "stg-r" or "stg-a"
+    blocks: frozenset[int] = frozenset()
     source_row: int | None = None  # row with identical inputs whose prefix blocks this row reuses
+    isolate: bool = False  # no cross-attention between video and sound, in every block
 
     @property
     def first_block(self) -> int:
-        return min(self.blocks)
+        return min(self.blocks, default=0)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class BlockAction:
     gather: torch.Tensor  # for each row, its output's position among the computed rows
     passthrough: torch.Tensor | None  # bool per row: returns its input (stg-r)
     identity_attention: torch.Tensor | None  # bool per computed row: identity attention map (stg-a)
+    isolated: torch.Tensor | None  # bool per computed row: isolated from the other modality
 
 
 @dataclass
@@ -73,14 +83,15 @@ class RowPlan:
         return self._actions[index]
 
     def _build_action(self, index: int, device: torch.device) -> BlockAction | None:
-        alias, passthrough, identity = [], [], []
+        alias, passthrough, identity, isolated = [], [], [], []
         for row, p in enumerate(self.rows):
             shares_prefix = p is not None and p.source_row is not None and index < p.first_block
             alias.append(p.source_row if shares_prefix else row)
             hit = p is not None and index in p.blocks
             passthrough.append(hit and p.mode == "stg-r")
             identity.append(hit and p.mode == "stg-a")
-        if alias == list(range(len(self.rows))) and not any(passthrough) and not any(identity):
+            isolated.append(p is not None and p.isolate)
+        if alias == list(range(len(self.rows))) and not any(passthrough + identity + isolated):
             return None
         compute = [r for r, a in enumerate(alias) if a == r and not passthrough[r]]
         position = {r: k for k, r in enumerate(compute)}
@@ -92,11 +103,13 @@ class RowPlan:
             gather=as_long(gather),
             passthrough=as_bool(passthrough),
             identity_attention=as_bool([identity[r] for r in compute]),
+            isolated=as_bool([isolated[r] for r in compute]),
         )
 
 
 _PLAN: ContextVar[RowPlan | None] = ContextVar("stg_row_plan", default=None)
 _IDENTITY_ROWS: ContextVar[torch.Tensor | None] = ContextVar("stg_identity_rows", default=None)
+_ISOLATED_ROWS: ContextVar[torch.Tensor | None] = ContextVar("stg_isolated_rows", default=None)
 
 
 @contextmanager
@@ -143,11 +156,17 @@ class BlockHook(ModelHook):
         for name in self.spec.row_inputs:
             if name in bound.arguments:
                 bound.arguments[name] = _take_rows(bound.arguments[name], action.compute)
-        token = _IDENTITY_ROWS.set(action.identity_attention)
+        identity = action.identity_attention
+        if identity is not None and self.spec.identity_argument:
+            # 0 perturbs a row; the model's processor then gives it exactly its value vectors.
+            bound.arguments[self.spec.identity_argument] = (~identity).to(hidden.dtype).view(-1, 1, 1)
+            identity = None
+        tokens = _IDENTITY_ROWS.set(identity), _ISOLATED_ROWS.set(action.isolated)
         try:
             output = self.fn_ref.original_forward(*bound.args, **bound.kwargs)
         finally:
-            _IDENTITY_ROWS.reset(token)
+            _IDENTITY_ROWS.reset(tokens[0])
+            _ISOLATED_ROWS.reset(tokens[1])
         outputs = output if isinstance(output, tuple) else (output,)
         merged = tuple(
             self._merge(out, inputs[name], action) for out, name in zip(outputs, self.spec.outputs)
@@ -185,12 +204,28 @@ class IdentityAttentionHook(ModelHook):
         return output
 
 
+class IsolationHook(ModelHook):
+    """Isolated rows get nothing from this attention: its output is zero there, so the block adds nothing."""
+
+    def new_forward(self, module, *args, **kwargs):
+        output = self.fn_ref.original_forward(*args, **kwargs)
+        rows = _ISOLATED_ROWS.get()
+        if rows is None:
+            return output
+        return torch.where(rows.view(-1, *[1] * (output.ndim - 1)), torch.zeros_like(output), output)
+
+
+def _attach(module: torch.nn.Module, hook: ModelHook, name: str) -> None:
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    if registry.get_hook(name) is None:
+        registry.register_hook(hook, name)
+
+
 def install(transformer: torch.nn.Module, spec: BlockStack) -> None:
     """Attach the inert hooks to every block of the stack (once per model)."""
     for index, block in enumerate(spec.blocks(transformer)):
-        registry = HookRegistry.check_if_exists_or_initialize(block)
-        if registry.get_hook(BLOCK_HOOK) is None:
-            registry.register_hook(BlockHook(index, spec), BLOCK_HOOK)
-        attention = HookRegistry.check_if_exists_or_initialize(getattr(block, spec.attention))
-        if attention.get_hook(ATTENTION_HOOK) is None:
-            attention.register_hook(IdentityAttentionHook(), ATTENTION_HOOK)
+        _attach(block, BlockHook(index, spec), BLOCK_HOOK)
+        if not spec.identity_argument:
+            _attach(getattr(block, spec.attention), IdentityAttentionHook(), ATTENTION_HOOK)
+        for name in spec.isolation:
+            _attach(getattr(block, name), IsolationHook(), ISOLATION_HOOK)
