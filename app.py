@@ -32,20 +32,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     parser.add_argument("--share", action="store_true", help="create a public share link")
     parser.add_argument("--offload", action="store_true", help="CPU offload of idle components (less GPU memory)")
+    parser.add_argument("--fp8", action="store_true", help="transformer weights in float8 (half the memory of bf16)")
     args, _ = parser.parse_known_args(argv)  # a Space or a test runner may add arguments of its own
     return args
 
 
-def load_backend(model: str | None = None, offload: bool = False) -> tuple[stg.Backend, str]:
+def load_backend(model: str | None = None, offload: bool = False, fp8: bool = False) -> tuple[stg.Backend, str]:
     """The one backend, and why the fallback model stands in for the default one ("" if it does not)."""
     device = "cuda" if ON_ZERO_GPU else None  # ZeroGPU: weights go to cuda at import, the GPU comes per call
     if model:
-        return stg.Backend.load(model, device=device, offload=offload), ""
+        return stg.Backend.load(model, device=device, offload=offload, fp8=fp8), ""
     if not (ON_ZERO_GPU or torch.cuda.is_available()):
         reason = f"no GPU found, so {DEFAULT_MODEL} is not loaded"
     else:
         try:
-            return stg.Backend.load(DEFAULT_MODEL, device=device, offload=offload), ""
+            return stg.Backend.load(DEFAULT_MODEL, device=device, offload=offload, fp8=fp8), ""
         except Exception as error:  # hub unreachable, not enough memory, ...
             reason = f"{DEFAULT_MODEL} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
     backend = stg.Backend.load(FALLBACK_MODEL)
@@ -55,7 +56,7 @@ def load_backend(model: str | None = None, offload: bool = False) -> tuple[stg.B
 
 ARGS = parse_args(sys.argv[1:])
 try:
-    BACKEND, FALLBACK_REASON = load_backend(ARGS.model or os.environ.get("STG_MODEL") or None, ARGS.offload)
+    BACKEND, FALLBACK_REASON = load_backend(ARGS.model or os.environ.get("STG_MODEL") or None, ARGS.offload, ARGS.fp8)
 except ValueError as error:  # an unknown preset, folder or pipeline: say so in one line
     raise SystemExit(f"STG Studio: {error}") from None
 demo = build_demo(BACKEND, FALLBACK_REASON)

@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Callable
 
 from .backend import PANELS_PER_RUN, Backend, Request
-from .guidance import MAX_SCALE, MODES, Guidance
+from .guidance import EXTRAS, MAX_SCALE, MODES, Guidance
 from .presets import SIZES, Preset
-from .values import Blocks, Choice, InputError, Kind, Number, Picture, Seed, Size, Text, shown
+from .values import Blocks, Choice, Extra, InputError, Kind, Number, Picture, Seed, Size, Text, shown
 
 MAX_CANDIDATES = 16  # blocks one sweep may try
 
-# Where a setting acts: the request (both panels), the files, the CFG panel, the CFG + STG panel, a block sweep.
-REQUEST, OUTPUT, CFG, STG, SWEEP = "request", "output", "cfg", "stg", "sweep"
-PANELS = {CFG: "CFG panel", STG: "CFG + STG panel"}
+# Where a setting acts: the request (both panels), the files, the CFG panel, the CFG + STG panel, a block sweep,
+# and every panel's guidance where the model has more of it than CFG and STG (MODEL).
+REQUEST, OUTPUT, CFG, STG, SWEEP, MODEL = "request", "output", "cfg", "stg", "sweep", "model"
+PANELS = {CFG: "CFG panel", STG: "CFG + STG panel", MODEL: "every panel"}
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,19 @@ SETTINGS: tuple[Setting, ...] = (
             field="window start", label="STG from (fraction of steps)", metavar="F"),
     Setting("stg_window_end", STG, FRACTION, "fraction of the steps where STG ends", "window.1", field="window end",
             label="STG until", metavar="F"),
+    # The model's own guidance, in every panel; its preset sets what the model's authors use (LTX-2: m 3, sound w 7).
+    Setting("cfg_scale_2", MODEL, Extra(0, MAX_SCALE, 0.1, engine=True, none="w, for both experts"),
+            EXTRAS["cfg_scale_2"], "cfg_scale_2", label="Second expert's w", metavar="W"),
+    Setting("modality_scale", MODEL, Extra(0, MAX_SCALE, 0.1, engine=True, none="1, off"), EXTRAS["modality_scale"],
+            "modality_scale", label="Modality guidance m", metavar="M"),
+    Setting("audio_cfg_scale", MODEL, Extra(0, MAX_SCALE, 0.1, engine=True, none="the video's w"),
+            EXTRAS["audio_cfg_scale"], "audio_cfg_scale", label="Sound: w", metavar="W"),
+    Setting("audio_stg_scale", MODEL, Extra(0, MAX_SCALE, 0.05, engine=True, none="the video's s"),
+            EXTRAS["audio_stg_scale"], "audio_stg_scale", label="Sound: STG scale s", metavar="S"),
+    Setting("audio_modality_scale", MODEL, Extra(0, MAX_SCALE, 0.1, engine=True, none="the video's m"),
+            EXTRAS["audio_modality_scale"], "audio_modality_scale", label="Sound: modality guidance m", metavar="M"),
+    Setting("audio_rescale", MODEL, Extra(0, 1, 0.05, engine=True, none="the video's rescale"),
+            EXTRAS["audio_rescale"], "audio_rescale", label="Sound: rescale", metavar="R"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -184,10 +198,12 @@ def read(command: Command, values: dict, model: Model) -> dict:
 def guidances(command: Command, values: dict, depth: int | None = None) -> dict:
     """The CFG panel and the CFG + STG panel of read values (one group's settings each), and a sweep's blocks."""
     made: dict = {SWEEP: values.get("candidate_blocks")}
+    every = [s for s in command.settings if s.group == MODEL]
     for group in (CFG, STG):
         settings = [s for s in command.settings if s.group == group]
         if not settings:
             continue
+        settings += every
         with renamed(settings):
             # A field left None (no preset names it) keeps the engine's own default.
             fields = {s.engine_name: values[s.name] for s in settings if values[s.name] is not None}

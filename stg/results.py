@@ -1,5 +1,6 @@
-"""What a run leaves behind, composed once: the videos to show, the settings document with the figures of every
-panel, and a sweep's table of figures. The app writes them under unique names, the command line under fixed ones.
+"""What a run leaves behind, composed once: the videos to show (with their sound, for models that make it), the
+settings document with the figures of every panel, and a sweep's table of figures. The app writes them under unique
+names, the command line under fixed ones.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from .inputs import Task
 
 
 def label(name: str, g: Guidance) -> str:
-    """A caption naming a panel's settings, e.g. 'CFG + STG: w 3, s 1, stg-a, block 19, rescale 0.7'."""
-    text = f"{name}: w {g.cfg_scale:g}"
+    """A caption naming a panel's settings, e.g. 'CFG + STG: w 3, s 1, stg-a, block 19, rescale 0.7', and the
+    model's own extras (a second expert's w, modality guidance, the sound's scales) where set."""
+    text = f"{name}: w {g.cfg_scale:g}" + ("" if g.cfg_scale_2 is None else f" then {g.cfg_scale_2:g}")
     if g.uses_stg:
         blocks = ", ".join(map(str, g.stg_blocks))
         text += f", s {g.stg_scale:g}, {g.stg_mode}, block{'s' if len(g.stg_blocks) > 1 else ''} {blocks}"
@@ -29,7 +31,25 @@ def label(name: str, g: Guidance) -> str:
             text += f", steps {g.window[0]:g}-{g.window[1]:g}"
     if g.rescale:
         text += f", rescale {g.rescale:g}"
-    return text
+    if g.modality_scale != 1:
+        text += f", modality {g.modality_scale:g}"
+    sound = [f"{short} {value:g}" for short, value in (("w", g.audio_cfg_scale), ("s", g.audio_stg_scale),
+             ("modality", g.audio_modality_scale), ("rescale", g.audio_rescale)) if value is not None]
+    return text + (f", sound {' '.join(sound)}" if sound else "")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Frames and the sound tracks that go with them (none for a silent model), as one MP4 file holds them."""
+
+    frames: np.ndarray
+    tracks: tuple[video.Track, ...] = ()
+
+
+def clip(videos: Sequence[Video], titles: Sequence[str], frames: np.ndarray | None = None) -> Clip:
+    """The frames (the first video's unless given) with one titled track per video that has sound, in order."""
+    tracks = tuple(video.Track(v.audio, v.sample_rate, t) for v, t in zip(videos, titles) if v.audio is not None)
+    return Clip(videos[0].frames if frames is None else frames, tracks)
 
 
 @dataclass(frozen=True)
@@ -59,8 +79,11 @@ class Comparison:
     def names(self, panels):
         return ["cfg", "stg"]
 
-    def parts(self, frames, labels, document):
-        return {"cfg": frames[0], "stg": frames[1], "side_by_side": video.side_by_side(frames, labels)}
+    def parts(self, videos, labels, document):
+        """Each panel with its own sound; the side-by-side file with both, CFG first."""
+        both = video.side_by_side([v.frames for v in videos], labels)
+        return {"cfg": clip(videos[:1], labels[:1]), "stg": clip(videos[1:], labels[1:]),
+                "side_by_side": clip(videos, labels, both)}
 
 
 class Single:
@@ -70,8 +93,8 @@ class Single:
     def names(self, panels):
         return ["stg" if panels[0].uses_stg else "cfg"]
 
-    def parts(self, frames, labels, document):
-        return {"video": frames[0]}
+    def parts(self, videos, labels, document):
+        return {"video": clip(videos, labels)}
 
 
 class Sweep:
@@ -81,8 +104,8 @@ class Sweep:
     def names(self, panels):
         return ["cfg"] + [f"block {g.stg_blocks[0]}" for g in panels[1:]]
 
-    def parts(self, frames, labels, document):
-        return {"grid": video.grid(frames, labels), "figures": sweep_table(document)}
+    def parts(self, videos, labels, document):
+        return {"grid": video.grid([v.frames for v in videos], labels), "figures": sweep_table(document)}
 
 
 LAYOUTS = {"compare": Comparison(), "generate": Single(), "sweep": Sweep()}
@@ -93,7 +116,7 @@ def compose(task: Task, videos: Sequence[Video]) -> Results:
     layout, panels = LAYOUTS[task.command.name], task.request.panels
     labels = layout.labels(panels)
     document = settings_document(videos, labels, task.fps, task.figures)
-    parts = {**layout.parts([v.frames for v in videos], labels, document), "settings": document}
+    parts = {**layout.parts(videos, labels, document), "settings": document}
     return Results(parts, tuple(layout.names(panels)), task.fps, task.request.seed)
 
 
@@ -138,6 +161,7 @@ def _write_json(document: dict, path: Path) -> Path:
 
 # What each kind of part becomes: its file ending and its writer.
 WRITERS = {
+    Clip: (".mp4", lambda part, path, fps: video.write_mp4(part.frames, path, fps, part.tracks)),
     np.ndarray: (".mp4", lambda frames, path, fps: video.write_mp4(frames, path, fps)),
     list: (".csv", lambda rows, path, fps: write_csv(rows, path)),
     dict: (".json", lambda document, path, fps: _write_json(document, path)),

@@ -142,6 +142,14 @@ class Number(Kind):
 
 
 @dataclass(frozen=True)
+class Extra(Number):
+    """A number of a model's own guidance (a second expert, sound, modality guidance), where the model has it;
+    `none` says what leaving it out means. The engine refuses it on a model without what it acts on."""
+
+    none: str | None = None
+
+
+@dataclass(frozen=True)
 class Choice(Kind):
     """One of a few names, each with its meaning; the engine checks it."""
 

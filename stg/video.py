@@ -1,7 +1,8 @@
 """Video files and comparison layouts.
 
 Frames are uint8 arrays shaped [frames, height, width, 3]. MP4 output is H.264,
-yuv420p, even-sized and fast-start: the one combination every browser plays.
+yuv420p, even-sized and fast-start: the one combination every browser plays;
+sound, where there is any, is AAC, one track per `Track`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import math
 import shutil
 import subprocess
+import tempfile
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -27,8 +30,18 @@ MIN_FONT, MAX_FONT = 10, 32
 MIN_GIF_MS = 20
 
 
-def write_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
-    """Encode frames as a browser-playable MP4 (H.264, yuv420p, CRF 18, +faststart).
+@dataclass(frozen=True)
+class Track:
+    """A sound track: float waveform [channels, samples] in [-1, 1] at `rate` Hz, with the title players show."""
+
+    samples: np.ndarray
+    rate: int
+    title: str = ""
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: float, audio: Sequence[Track] = ()) -> Path:
+    """Encode frames as a browser-playable MP4 (H.264, yuv420p, CRF 18, +faststart), with one AAC track per
+    `audio` track (the first is the default one players play).
 
     Odd sizes get one edge-replicated row or column, since yuv420p needs even
     sides and cropping would lose picture.
@@ -38,15 +51,27 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames.shape[1:3]
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-        "-r", str(Fraction(fps).limit_denominator(1001)), "-i", "-",
-        "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
-        "-preset", "medium", "-movflags", "+faststart", str(path),
-    ]
-    # A plain subprocess, because imageio-ffmpeg's writer ignores ffmpeg's exit status.
-    done = subprocess.run(command, input=frames.tobytes(), capture_output=True)
+    with tempfile.TemporaryDirectory() as folder:
+        inputs, maps = [], ["-map", "0:v"]
+        for i, track in enumerate(audio):
+            samples = np.asarray(track.samples, dtype=np.float32)
+            if samples.ndim != 2:
+                raise ValueError(f"expected sound shaped [channels, samples], got {samples.shape}")
+            raw = Path(folder) / f"{i}.f32"
+            np.clip(samples, -1, 1).T.astype("<f4").tofile(raw)
+            inputs += ["-f", "f32le", "-ar", str(track.rate), "-ac", str(len(samples)), "-i", str(raw)]
+            # MP4 keeps a track's name as its handler name, which players list.
+            maps += ["-map", f"{i + 1}:a", f"-metadata:s:a:{i}", f"handler_name={track.title}",
+                     f"-disposition:a:{i}", "default" if i == 0 else "0"]
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+            "-r", str(Fraction(fps).limit_denominator(1001)), "-i", "-", *inputs, *maps,
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium",
+            *(["-c:a", "aac", "-b:a", "128k"] if audio else []), "-movflags", "+faststart", str(path),
+        ]
+        # A plain subprocess, because imageio-ffmpeg's writer ignores ffmpeg's exit status.
+        done = subprocess.run(command, input=frames.tobytes(), capture_output=True)
     if done.returncode != 0:
         raise RuntimeError(f"ffmpeg could not write {path}: {done.stderr.decode(errors='replace')}")
     return path
@@ -107,6 +132,28 @@ def probe(path: str | Path) -> dict:
     which comes without ffprobe.
     """
     return _ffprobe(path) if shutil.which("ffprobe") else _ffmpeg_probe(path)
+
+
+def audio_streams(path: str | Path) -> list[dict]:
+    """Codec, sample rate, channels, duration and title of each sound track of a file, in order (needs ffprobe)."""
+    command = [
+        "ffprobe", "-v", "error", "-select_streams", "a",
+        "-show_entries", "stream=codec_name,sample_rate,channels,duration:stream_tags=handler_name"
+        ":stream_disposition=default",
+        "-of", "json", str(path),
+    ]
+    streams = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)["streams"]
+    return [
+        {
+            "codec": s["codec_name"],
+            "rate": int(s["sample_rate"]),
+            "channels": int(s["channels"]),
+            "duration": float(s["duration"]),
+            "title": s.get("tags", {}).get("handler_name", ""),
+            "default": bool(s["disposition"]["default"]),
+        }
+        for s in streams
+    ]
 
 
 def _ffprobe(path: str | Path) -> dict:

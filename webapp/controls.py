@@ -8,7 +8,7 @@ from PIL import Image
 from stg import Backend
 from stg.backend import MAX_PROMPT_CHARS, MAX_SEED
 from stg.inputs import Setting
-from stg.values import TOO_MANY_PIXELS, Blocks, Choice, Number, Picture, Seed, Size, Text
+from stg.values import TOO_MANY_PIXELS, Blocks, Choice, Extra, Number, Picture, Seed, Size, Text
 
 from .texts import rule_on_page
 
@@ -50,6 +50,12 @@ def _number(setting, backend, options):
     return gr.Slider(low, high, step=setting.kind.step, **options)
 
 
+def _extra(setting, backend, options):
+    """A box, not a slider: empty (None) is a value of its own, what `none` says."""
+    return gr.Number(minimum=setting.kind.low, maximum=setting.kind.high, step=setting.kind.step,
+                     placeholder=f"empty: {setting.kind.none}", **options)
+
+
 def _radio(setting, backend, options):
     return gr.Radio([(f"{key}: {text}", key) for key, text in setting.kind.options.items()], **options)
 
@@ -60,7 +66,7 @@ def _blocks(setting, backend, options):
     return gr.Textbox(max_lines=1, **options)
 
 
-CONTROLS = {Text: _textbox, Picture: _image, Size: _size, Seed: _seed, Number: _number, Choice: _radio,
+CONTROLS = {Text: _textbox, Picture: _image, Size: _size, Seed: _seed, Number: _number, Extra: _extra, Choice: _radio,
             Blocks: _blocks}
 
 

@@ -7,7 +7,7 @@ import gradio as gr
 
 import stg
 from stg import metrics
-from stg.inputs import BY_NAME, CFG, COMMANDS, MAX_CANDIDATES, OUTPUT, REQUEST, STG
+from stg.inputs import BY_NAME, CFG, COMMANDS, MAX_CANDIDATES, MODEL, OUTPUT, REQUEST, STG
 from stg.presets import SIZES
 
 from .controls import blocks_text, control
@@ -57,7 +57,8 @@ def build_demo(backend: stg.Backend, reason: str = "", *, delete_cache=DELETE_CA
 
 def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
     ui, preset = Controls(backend, "compare"), backend.preset
-    video = dict(autoplay=True, loop=True, interactive=False, render=False)
+    # With sound, three players starting at once would talk over each other: each plays when asked.
+    video = dict(autoplay=not backend.family.makes_sound, loop=True, interactive=False, render=False)
     out = dict(left=gr.Video(label="CFG", elem_id="cfg-video", **video),
                right=gr.Video(label="CFG + STG", elem_id="stg-video", **video),
                both=gr.Video(label="Side by side", show_label=False, elem_id="both-video", **video),
@@ -82,6 +83,7 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
             _size_controls(ui)
             ui.add("fps")
             ui.rest(REQUEST, OUTPUT)
+            _model_controls(ui, backend)
     with gr.Row(equal_height=False):
         _cfg_column(ui, out)
         _stg_column(ui, out, backend)
@@ -94,6 +96,16 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
             out["seed"].render()
             gr.Markdown(figures_help(preset.figures), elem_classes="figures-help")
     return ui, out
+
+
+def _model_controls(ui: Controls, backend: stg.Backend) -> None:
+    """The model's own guidance in every panel (a second expert's w, modality guidance, the sound's scales), at its
+    preset's values; shown only where the model has it, so that elsewhere each is left out (None)."""
+    names = [s.name for s in COMMANDS["compare"].settings if s.group == MODEL]
+    offered = [name for name in names if name not in backend.missing_extras]
+    with gr.Accordion("This model's own guidance (every panel)", open=False, visible=bool(offered)):
+        for name in names:
+            ui.add(name, visible=name in offered)
 
 
 def _size_controls(ui: Controls) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import metrics, presets
 from ..backend import PANELS_PER_RUN
-from ..inputs import CFG, COMMANDS, OUTPUT, PANELS, REQUEST, SETTINGS, STG, SWEEP, Setting
+from ..inputs import CFG, COMMANDS, MODEL, OUTPUT, PANELS, REQUEST, SETTINGS, STG, SWEEP, Setting
 from ..values import Choice, InputError, shown
 from . import texts
 
@@ -15,7 +15,8 @@ PROG = "python -m stg"
 # The command line's names: every setting's flag, and the options it has of its own.
 FLAGS = {**{s.name: s.flag for s in SETTINGS}, "model": "--model", "panels_per_run": "--panels-per-run"}
 GROUP_TITLES = {REQUEST: "video settings (both panels)", OUTPUT: "video settings (both panels)",
-                CFG: f"{PANELS[CFG]} (the reference)", STG: PANELS[STG], SWEEP: "block sweep"}
+                CFG: f"{PANELS[CFG]} (the reference)", STG: PANELS[STG], SWEEP: "block sweep",
+                MODEL: "the model's own guidance, in every panel (where the model has it)"}
 
 
 class UsageError(Exception):
@@ -54,6 +55,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                        help="weights and compute type (default: bfloat16 on cuda, float32 on cpu)")
     group.add_argument("--offload", action="store_true",
                        help="keep idle model parts in CPU memory (less GPU memory, slower)")
+    group.add_argument("--fp8", action="store_true",
+                       help="keep the transformer weights in float8 (half the memory of bfloat16; close, not equal)")
 
     group = parser.add_argument_group("prompts and output")
     which = group.add_mutually_exclusive_group(required=True)

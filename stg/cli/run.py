@@ -50,7 +50,7 @@ def _load(args) -> Backend:
     if args.model.startswith(("/", "./", "../", "~")) and not Path(args.model).expanduser().is_dir():
         raise UsageError(f"--model: no such folder: {args.model}")
     try:
-        backend = Backend.load(args.model, args.device, args.dtype, offload=args.offload)
+        backend = Backend.load(args.model, args.device, args.dtype, offload=args.offload, fp8=args.fp8)
     except ValueError as error:
         raise UsageError(inputs.rename(_one_line(error), FLAGS)) from None
     except Exception as error:  # the hub out of reach, a folder without weights, not enough memory, ...
