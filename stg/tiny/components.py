@@ -42,10 +42,12 @@ def _hf(model_cls: str, config_cls: str, **config):
 
 
 def _diffusers(cls: str, **config):
-    """A diffusers model or scheduler from its config (named, imported lazily)."""
-    import diffusers
+    """A diffusers model or scheduler from its config (named, imported lazily; "pipelines.ltx2.X" for a
+    pipeline's own model class)."""
+    import importlib
 
-    return getattr(diffusers, cls)(**config)
+    module, _, name = cls.rpartition(".")
+    return getattr(importlib.import_module(".".join(filter(None, ("diffusers", module)))), name)(**config)
 
 
 def _t5_encoder(model_cls: str = "T5EncoderModel", config_cls: str = "T5Config"):
@@ -180,6 +182,43 @@ def wan_i2v(knobs: dict) -> dict[str, Callable[[], Any]]:
     )
     parts["image_encoder"] = partial(_hf, "CLIPVisionModel", "CLIPVisionConfig", **_CLIP_VISION)
     parts["image_processor"] = _clip_image_processor
+    return parts
+
+
+def wan22(knobs: dict, i2v: bool = False) -> dict[str, Callable[[], Any]]:
+    """Wan 2.2 A14B: a high-noise expert (transformer) and a low-noise one (transformer_2), as Wan 2.1 blocks.
+
+    Image-to-video A14B takes the image as 20 channels of condition latents (mask 4, image 16) and no CLIP.
+    """
+    parts = wan(knobs)
+    extra = {"in_channels": 36} if i2v else {}
+    parts["transformer"] = _wan_transformer(knobs, **extra)
+    parts["transformer_2"] = _wan_transformer(knobs, **extra)
+    return parts
+
+
+def wan22_ti2v(knobs: dict) -> dict[str, Callable[[], Any]]:
+    """Wan 2.2 TI2V-5B: one transformer over the Wan 2.2 VAE's 48 channels (16x space after its 2x2 patch)."""
+    z_dim = 48
+    parts = wan(knobs)
+    parts["transformer"] = _wan_transformer(knobs, in_channels=z_dim, out_channels=z_dim)
+    parts["vae"] = partial(
+        _diffusers,
+        "AutoencoderKLWan",
+        base_dim=8,
+        decoder_base_dim=8,
+        z_dim=z_dim,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        is_residual=True,
+        in_channels=12,
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+        latents_mean=[0.0] * z_dim,
+        latents_std=[1.0] * z_dim,
+    )
     return parts
 
 

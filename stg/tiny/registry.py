@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import pathlib
@@ -15,10 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .components import cogvideox, hunyuan_video, ltx, mochi, wan, wan_i2v
+from .components import cogvideox, hunyuan_video, ltx, mochi, wan, wan22, wan22_ti2v, wan_i2v
+from .hunyuan_video15 import hunyuan_video15
+from .ltx2 import ltx2
 
 # Bump when a config in components.py changes, so that `cached` folders made before are not reused.
-_FORMAT = 1
+_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class TinyPipeline:
     knobs: dict[str, int] = field(default_factory=lambda: {"num_layers": 4, "width": 32, "heads": 2})
     image: bool = False  # the stock call needs a conditioning image
     also_loads_as: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)  # the pipeline's own registered settings
 
 
 TINY_PIPELINES: dict[str, TinyPipeline] = {
@@ -62,6 +66,37 @@ TINY_PIPELINES: dict[str, TinyPipeline] = {
         hunyuan_video,
         {"num_frames": 5, "height": 16, "width": 16},
         knobs={"num_layers": 4, "num_single_layers": 2, "width": 32, "heads": 2},
+    ),
+    "ltx2": TinyPipeline(
+        "LTX2Pipeline",
+        ltx2,
+        # LTX-2's decoder pads by reflection: at least 2x2 latent pixels.
+        {"num_frames": 9, "height": 64, "width": 64},
+        also_loads_as=("LTX2ImageToVideoPipeline",),
+    ),
+    # Wan 2.2 A14B's boundaries; with the tiny scheduler, step 0 of 2 or 3 is the high-noise expert's.
+    "wan2.2": TinyPipeline(
+        "WanPipeline", wan22, {"num_frames": 5, "height": 16, "width": 16}, config={"boundary_ratio": 0.875}
+    ),
+    "wan2.2-i2v": TinyPipeline(
+        "WanImageToVideoPipeline",
+        partial(wan22, i2v=True),
+        {"num_frames": 5, "height": 16, "width": 16},
+        image=True,
+        config={"boundary_ratio": 0.9},
+    ),
+    "wan2.2-ti2v": TinyPipeline(
+        "WanPipeline", wan22_ti2v, {"num_frames": 5, "height": 32, "width": 32}, config={"expand_timesteps": True}
+    ),
+    "hunyuan-video-1.5": TinyPipeline(
+        "HunyuanVideo15Pipeline", hunyuan_video15, {"num_frames": 5, "height": 16, "width": 16}
+    ),
+    # The image-to-video pipeline sizes the video from the image: the square bucket of its target size, 32.
+    "hunyuan-video-1.5-i2v": TinyPipeline(
+        "HunyuanVideo15ImageToVideoPipeline",
+        partial(hunyuan_video15, i2v=True),
+        {"num_frames": 5, "height": 32, "width": 32},
+        image=True,
     ),
 }
 
@@ -114,7 +149,7 @@ def build(name: str, folder: str | os.PathLike, **overrides) -> pathlib.Path:
     for part, factory in _factories(name, overrides).items():
         torch.manual_seed(0)
         components[part] = factory()
-    pipe = getattr(diffusers, _spec(name).pipeline)(**components)
+    pipe = getattr(diffusers, _spec(name).pipeline)(**components, **_spec(name).config)
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -179,9 +214,14 @@ def stock_image(height: int, width: int):
 def stock_call_kwargs(name: str, steps: int = 2, seed: int = 0, **extra) -> dict[str, Any]:
     """Arguments of a plain call of the named tiny pipeline at its smallest sizes.
 
-    Image-to-video names get a conditioning image; `extra` replaces or adds arguments.
+    Image-to-video names get a conditioning image; `extra` replaces or adds arguments. Of the common ones, only
+    those the pipeline takes are given (HunyuanVideo 1.5 sets its CFG scale in its guider, and its
+    image-to-video size follows the image).
     """
+    import diffusers
+
     spec = _spec(name)
+    takes = inspect.signature(getattr(diffusers, spec.pipeline).__call__).parameters
     kwargs: dict[str, Any] = dict(
         prompt="a red fox",
         negative_prompt="blurry",
@@ -193,5 +233,6 @@ def stock_call_kwargs(name: str, steps: int = 2, seed: int = 0, **extra) -> dict
     )
     if spec.image:
         kwargs["image"] = stock_image(spec.sizes["height"], spec.sizes["width"])
+    kwargs = {k: v for k, v in kwargs.items() if k in takes}
     kwargs.update(extra)
     return kwargs

@@ -1,5 +1,6 @@
 """Tokenizers built offline from a small English word list, with single characters as a fallback so that any
-prompt still encodes: a T5 unigram vocabulary, and byte-pair vocabularies shaped like Llama-3's and CLIP's."""
+prompt still encodes: a T5 unigram vocabulary, byte-pair vocabularies shaped like Llama-3's, Gemma's and CLIP's,
+a byte-level one shaped like Qwen2's (with its chat template), and ByT5, which needs none."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ WORDS = sorted(
     describe detailing following aspects main content theme shape size texture quantity spatial
     relationships objects actions events behaviors temporal physical changes background
     environment style atmosphere transitions used system user
+    you helpful assistant color text light movement
     """.split()
     )
 )
@@ -95,17 +97,51 @@ _LLAMA_HEADERS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 CLIP_TOKENS = dict(bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 
-@cache
-def llama_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Byte-fallback BPE; words with and without a leading space, lower case and capitalised.
-
-    Bare words matter after special tokens and newlines, as in the HunyuanVideo template.
-    """
+def _byte_fallback_vocab(specials: tuple[str, ...]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """SentencePiece-style BPE with byte fallback; words with and without a leading space, lower case and
+    capitalised. Bare words matter after special tokens and newlines, as in the HunyuanVideo template, and at
+    the start of a Gemma prompt (no prefix space)."""
     chars = list(string.ascii_letters + string.digits + _PUNCT + "\n") + [_WORDPIECE]
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
     forms = [f for w in WORDS for f in (w, w.capitalize())]
     words = [[_WORDPIECE, *f] for f in forms] + [list(f) for f in forms] + [["\n", "\n"]]
-    return _bpe([*LLAMA_TOKENS.values(), *_LLAMA_HEADERS, *byte_tokens, *chars], words)
+    return _bpe([*specials, *byte_tokens, *chars], words)
+
+
+@cache
+def llama_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    return _byte_fallback_vocab((*LLAMA_TOKENS.values(), *_LLAMA_HEADERS))
+
+
+# Gemma's specials, in its own id order (LTX-2's text encoder).
+GEMMA_TOKENS = dict(pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>", mask_token="<mask>")
+
+
+@cache
+def gemma_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    return _byte_fallback_vocab(tuple(GEMMA_TOKENS.values()))
+
+
+# Qwen's ChatML, as HunyuanVideo 1.5 applies it to a system message and the prompt.
+QWEN_TOKENS = dict(unk_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+_QWEN_HEADERS = ["<|im_start|>", "<|im_end|>"]
+_CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@cache
+def qwen_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-level BPE (GPT-2's byte alphabet, 'Ġ' marks a leading space), as Qwen2's vocab.json + merges.txt hold."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    space = bytes_to_unicode()[ord(" ")]
+    forms = [f for w in WORDS for f in (w, w.capitalize())]
+    # Qwen keeps a run of eight spaces as one token: the HunyuanVideo 1.5 template's indented lines then make its
+    # system part exactly the 108 tokens the pipeline crops.
+    words = [[space, *f] for f in forms] + [list(f) for f in forms] + [[space] * 8]
+    return _bpe([QWEN_TOKENS["eos_token"], *_QWEN_HEADERS, *bytes_to_unicode().values()], words)
 
 
 @cache
@@ -135,3 +171,14 @@ llama_tokenizer = partial(
     padding_side="right",
 )
 clip_tokenizer = partial(_bpe_tokenizer, "CLIPTokenizer", clip_vocab, CLIP_TOKENS)
+gemma_tokenizer = partial(_bpe_tokenizer, "GemmaTokenizer", gemma_vocab, GEMMA_TOKENS, add_bos_token=True)
+qwen_tokenizer = partial(
+    _bpe_tokenizer, "Qwen2Tokenizer", qwen_vocab, QWEN_TOKENS, additional_special_tokens=_QWEN_HEADERS,
+    chat_template=_CHATML,
+)
+
+
+def byt5_tokenizer():
+    from transformers import ByT5Tokenizer
+
+    return ByT5Tokenizer()
