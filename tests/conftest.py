@@ -28,6 +28,7 @@ COMPARE_PARAMETERS = [
     "prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "fps",
     "cfg_scale", "cfg_rescale",
     "stg_cfg_scale", "stg_scale", "stg_mode", "stg_blocks", "rescale", "stg_window_start", "stg_window_end",
+    "cfg_scale_2", "modality_scale", "audio_cfg_scale", "audio_stg_scale", "audio_modality_scale", "audio_rescale",
 ]
 GENERATE_PARAMETERS = [n for n in COMPARE_PARAMETERS if n not in ("cfg_scale", "cfg_rescale")]
 SWEEP_PARAMETERS = ["candidate_blocks" if n == "stg_blocks" else n for n in COMPARE_PARAMETERS]

@@ -131,3 +131,29 @@ def test_header_and_banner(backend):
     assert "eps = eps_u + w (eps_c - eps_u) + s (eps_c - eps_p)" in header
     assert "https://arxiv.org/abs/2411.18664" in header and str(backend.device) in header
     assert "random" in banner_markdown(backend)
+
+
+def test_a_model_with_sound_gives_each_panel_its_own(app_module, tmp_path, monkeypatch):
+    """LTX-2: each panel's file has its sound, the side-by-side file both (CFG first); nothing autoplays over
+    another; the model's own guidance is on the page at its preset's values."""
+    from gradio_client import Client
+
+    import stg
+    from conftest import launched
+
+    monkeypatch.setenv("STG_CACHE", str(tmp_path / "cache"))
+    backend = stg.Backend.load("tiny-ltx2")
+    demo = app_module.build_demo(backend)
+    blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    assert not any(blocks[name].autoplay for name in ("cfg-video", "stg-video", "both-video"))
+    shown = {b.label: b.value for b in demo.blocks.values() if getattr(b, "visible", False)
+             and getattr(b, "label", None) in ("Modality guidance m", "Sound: w", "Second expert's w")}
+    assert shown == {"Modality guidance m": 3.0, "Sound: w": 7.0}
+    with launched(app_module, demo) as url:
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        cfg, stg_path, both, settings, _ = client.predict("a red fox", steps=2, num_frames=9, height=64, width=64,
+                                                          api_name="/compare")
+    titles = [[s["title"].split(":")[0] for s in video.audio_streams(_path(p))] for p in (cfg, stg_path, both)]
+    assert titles == [["CFG"], ["CFG + STG"], ["CFG", "CFG + STG"]]
+    guidance = json.loads(Path(settings).read_text())["panels"][0]["guidance"]
+    assert (guidance["modality_scale"], guidance["audio_cfg_scale"]) == (3.0, 7.0)

@@ -135,6 +135,8 @@ def test_sweep_of_a_prompts_file_averages_per_block(cache, tmp_path, capsys):
     (["--prompts-file", "missing.txt"], "stg: error: argument --prompts-file: not allowed with argument --prompt"),
     (["--model", "./no-such-folder"], "stg: error: --model: no such folder: ./no-such-folder"),
     (["--steps"], "stg: error: argument --steps: expected one argument"),
+    (["--audio-cfg-scale", "7"], "stg: error: --audio-cfg-scale: this model makes no sound; leave it at its default"),
+    (["--cfg-scale-2", "3"], "stg: error: --cfg-scale-2: this model has one expert; leave it at its default"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(cache, tmp_path, capsys, argv, message):
     full = ["compare", *SMALL, "--prompt", "x", "--out", str(tmp_path / "out"), *argv]

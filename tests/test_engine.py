@@ -12,28 +12,12 @@ import pytest
 import torch
 from diffusers.hooks.layer_skip import AttentionScoreSkipFunctionMode
 from PIL import Image
-from tiny_cases import CASE_IDS, CASES, NEGATIVE, PROMPT, QUANTUM, SEED, Case, cfg_scale, folders, loaded, request  # noqa: F401
+from tiny_cases import (  # noqa: F401
+    AUDIO_TOLERANCE, BY_ID, CASE_IDS, CASES, NEGATIVE, PROMPT, SEED, Case, assert_frames_close, assert_same_video,
+    cfg_scale, folders, loaded, request, stock_call,
+)
 
 import stg
-
-def stock_call(case: Case, stock, options: dict, **kwargs):
-    options = dict(options)
-    seed = options.pop("seed")
-    steps = options.pop("steps")
-    out = stock(
-        num_inference_steps=steps,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        output_type="np",
-        **options,
-        **kwargs,
-    )
-    return out.frames[0]
-
-
-def assert_frames_close(ours: np.ndarray, reference: np.ndarray):
-    assert ours.shape == reference.shape
-    assert np.abs(ours.astype(np.float64) / 255 - reference).max() <= QUANTUM
-
 
 # 1. CFG is stock CFG -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -42,8 +26,8 @@ def test_cfg_equals_stock_diffusers(case, loaded):
     options = request(case)
     ours = backend.generate(PROMPT, stg.Guidance(cfg_scale(case)), negative_prompt=NEGATIVE, **options)
     negative = {"negative_prompt": NEGATIVE} if case.cfg else {}
-    reference = stock_call(case, stock, options, prompt=PROMPT, guidance_scale=cfg_scale(case), **negative)
-    assert_frames_close(ours.frames, reference)
+    reference = stock_call(case, stock, options, cfg_scale(case), prompt=PROMPT, **negative)
+    assert_same_video(case, ours, reference, stock)
     assert ours.frames.std() > 0 and ours.seed == SEED
 
 
@@ -59,9 +43,8 @@ def plainly_perturbed(transformer, case: Case, mode: str, blocks):
 
             def forward(*args, _signature=signature, **kwargs):
                 bound = _signature.bind(*args, **kwargs).arguments
-                if case.dual_stream:
-                    return bound["hidden_states"], bound["encoder_hidden_states"]
-                return bound["hidden_states"]
+                streams = tuple(bound[name] for name in case.streams)
+                return streams if len(streams) > 1 else streams[0]
         else:
             module = getattr(block, case.attention)
             original, signature = module.forward, inspect.signature(module.forward)
@@ -83,11 +66,15 @@ def plainly_perturbed(transformer, case: Case, mode: str, blocks):
 
 
 class ReferenceTransformer:
-    """Each pass on its own, the formula by hand; plugged into a stock pipeline whose own CFG is off."""
+    """Each pass on its own, the formula by hand; plugged into a stock pipeline whose own CFG is off.
 
-    def __init__(self, transformer, case: Case, guidance: stg.Guidance, negative: dict, steps: int):
+    One per expert: `expert` 1 uses cfg_scale_2 where given; the experts of a run share its step count.
+    """
+
+    def __init__(self, transformer, case: Case, guidance: stg.Guidance, negative: dict, steps: int, counter: list,
+                 expert: int = 0):
         self.transformer, self.case, self.g, self.negative, self.steps = transformer, case, guidance, negative, steps
-        self.step = 0
+        self.counter, self.expert = counter, expert
 
     def __getattr__(self, name):
         return getattr(self.transformer, name)
@@ -97,13 +84,14 @@ class ReferenceTransformer:
 
     def __call__(self, **kwargs):
         g, run = self.g, lambda **kw: self.transformer(**kw)[0].float()
+        w = g.cfg_scale_2 if self.expert == 1 and g.cfg_scale_2 is not None else g.cfg_scale
         eps_c = run(**kwargs)
         eps = eps_c
-        if self.case.cfg and g.cfg_scale != 1:
+        if self.case.cfg and w != 1:
             eps_u = run(**{**kwargs, **{k: v.to(kwargs[k]) for k, v in self.negative.items()}})
-            eps = eps_u + g.cfg_scale * (eps_c - eps_u)
+            eps = eps_u + w * (eps_c - eps_u)
         start, end = g.window
-        if g.stg_scale and start * self.steps <= self.step < end * self.steps:
+        if g.stg_scale and start * self.steps <= self.counter[0] < end * self.steps:
             with plainly_perturbed(self.transformer, self.case, g.stg_mode, g.stg_blocks):
                 eps_p = run(**kwargs)
             eps = eps + g.stg_scale * (eps_c - eps_p)
@@ -111,24 +99,67 @@ class ReferenceTransformer:
             dims = list(range(1, eps.ndim))
             factor = eps_c.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
             eps = eps * (g.rescale * factor + (1 - g.rescale))
-        self.step += 1
+        self.counter[0] += 1
         return (eps,)
 
 
-def reference_video(case: Case, stock, guidance: stg.Guidance, options: dict) -> np.ndarray:
+class PlainSkip:
+    """For a model with STG of its own: its perturbed pass (STG blocks given) made by plain block patching."""
+
+    def __init__(self, transformer, case: Case, mode: str):
+        self.transformer, self.case, self.mode = transformer, case, mode
+
+    def __getattr__(self, name):
+        return getattr(self.transformer, name)
+
+    def __call__(self, **kwargs):
+        blocks = kwargs.pop("spatio_temporal_guidance_blocks")
+        with plainly_perturbed(self.transformer, self.case, self.mode, blocks or ()):
+            return self.transformer(spatio_temporal_guidance_blocks=None, **kwargs)
+
+
+def rebuilt(stock, **components):
+    """The stock pipeline over other components, with its registered settings (e.g. Wan 2.2's boundary_ratio)."""
+    accepted = inspect.signature(type(stock).__init__).parameters
+    settings = {k: v for k, v in stock.config.items() if k in accepted and k not in stock.components}
+    pipe = type(stock)(**{**stock.components, **components}, **settings)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def own_stg_video(case: Case, stock, guidance: stg.Guidance, options: dict):
+    """The stock pipeline's own STG: stg-a is the model's; stg-r patches its perturbed pass's blocks plainly."""
+    pipe = stock if guidance.stg_mode == "stg-a" else rebuilt(stock, transformer=PlainSkip(stock.transformer, case, "stg-r"))
+    own = dict(stg_scale=guidance.stg_scale, spatio_temporal_guidance_blocks=list(guidance.stg_blocks),
+               guidance_rescale=guidance.rescale)
+    return stock_call(case, pipe, options, guidance.cfg_scale, prompt=PROMPT, negative_prompt=NEGATIVE, **own)
+
+
+def reference_video(case: Case, stock, guidance: stg.Guidance, options: dict):
+    if case.own_stg:
+        return own_stg_video(case, stock, guidance, options)
     encode = dict(prompt=PROMPT, device="cpu")
-    if case.cfg:
+    together = case.cfg and "negative_prompt" in inspect.signature(stock.encode_prompt).parameters
+    if together:
         encode.update(negative_prompt=NEGATIVE, do_classifier_free_guidance=True)
     defaults = inspect.signature(type(stock).__call__).parameters
-    encode["max_sequence_length"] = defaults["max_sequence_length"].default
+    if "max_sequence_length" in defaults:
+        encode["max_sequence_length"] = defaults["max_sequence_length"].default
     with torch.no_grad():
         encoded = dict(zip(case.encoded, stock.encode_prompt(**encode)))
-    negative = {target: encoded[source] for target, source in case.negatives}
+        negative_encoded = encoded if together or not case.cfg else \
+            dict(zip(case.encoded, stock.encode_prompt(**{**encode, "prompt": NEGATIVE})))
+    negative = {target: negative_encoded[source] for target, source in case.negatives}
     positive = {k: v for k, v in encoded.items() if not k.startswith("negative_")}
-    transformer = ReferenceTransformer(stock.transformer, case, guidance, negative, options["steps"])
-    pipe = type(stock)(**{**stock.components, "transformer": transformer})
-    pipe.set_progress_bar_config(disable=True)
-    return stock_call(case, pipe, options, guidance_scale=1.0 if case.cfg else guidance.cfg_scale, **positive)
+    counter = [0]
+    experts = {name: ReferenceTransformer(getattr(stock, name), case, guidance, negative, options["steps"], counter, k)
+               for k, name in enumerate(case.experts)}
+    if case.guider:
+        experts["guider"] = stock.guider.new(enabled=False)
+    pipe = rebuilt(stock, **experts)
+    out = stock_call(case, pipe, options, 1.0 if case.cfg else guidance.cfg_scale, **positive)
+    assert counter[0] == options["steps"]
+    return out
 
 
 STG_SETTINGS = [("stg-r", "middle", 0.0), ("stg-r", "last", 0.7), ("stg-a", "middle", 0.7), ("stg-a", "last", 0.0)]
@@ -140,9 +171,9 @@ def test_stg_equals_reference(case, mode, where, rescale, loaded):
     backend, stock = loaded(case)
     block = backend.depth // 2 if where == "middle" else backend.depth - 1
     guidance = stg.Guidance(cfg_scale(case), stg_scale=2.0, stg_mode=mode, stg_blocks=[block], rescale=rescale)
-    options = request(case, height=32, width=32)  # enough video tokens for attention to matter
+    options = request(case, roomy=True)
     ours = backend.generate(PROMPT, guidance, negative_prompt=NEGATIVE, **options)
-    assert_frames_close(ours.frames, reference_video(case, stock, guidance, options))
+    assert_same_video(case, ours, reference_video(case, stock, guidance, options), stock)
     plain = backend.generate(PROMPT, stg.Guidance(cfg_scale(case)), negative_prompt=NEGATIVE, **options)
     assert np.abs(ours.frames.astype(int) - plain.frames).max() > 1, "STG had no visible effect"
 
@@ -153,7 +184,7 @@ def test_stg_window_and_several_blocks_equal_reference(loaded):
     guidance = stg.Guidance(3.0, stg_scale=1.5, stg_mode="stg-a", stg_blocks=[1, 3], window=(0.3, 0.7))
     options = request(case, steps=5)
     ours = backend.generate(PROMPT, guidance, negative_prompt=NEGATIVE, **options)
-    assert_frames_close(ours.frames, reference_video(case, stock, guidance, options))
+    assert_same_video(case, ours, reference_video(case, stock, guidance, options), stock)
 
 
 # 3. compare == two generates -----------------------------------------------------------------------------
@@ -161,43 +192,58 @@ def test_stg_window_and_several_blocks_equal_reference(loaded):
 def test_compare_equals_two_generates(case, loaded):
     backend, _ = loaded(case)
     options = request(case, negative_prompt=NEGATIVE)
-    left = stg.Guidance(cfg_scale(case))
-    right = stg.Guidance(cfg_scale(case) + 1, stg_scale=1.0, stg_mode="stg-a", stg_blocks=[1], rescale=0.7)
+    left = stg.Guidance(cfg_scale(case), **case.extras)
+    right = stg.Guidance(cfg_scale(case) + 1, stg_scale=1.0, stg_mode="stg-a", stg_blocks=[1], rescale=0.7, **case.extras)
     cfg_video, stg_video = backend.compare(PROMPT, left, right, **options)
-    assert_frames_close(cfg_video.frames, backend.generate(PROMPT, left, **options).frames / 255)
-    assert_frames_close(stg_video.frames, backend.generate(PROMPT, right, **options).frames / 255)
+    for both, alone in ((cfg_video, backend.generate(PROMPT, left, **options)),
+                        (stg_video, backend.generate(PROMPT, right, **options))):
+        assert_frames_close(both.frames, alone.frames / 255)
+        if case.sound:
+            assert np.abs(both.audio - alone.audio).max() <= AUDIO_TOLERANCE
     assert cfg_video.settings["guidance"] == left.as_dict() and stg_video.settings["guidance"] == right.as_dict()
 
 
 # 4. nothing leaks ----------------------------------------------------------------------------------------
-def model_state(pipe) -> dict:
-    """Every module's hooks, processors and forward, and every parameter's bytes."""
+# The new families beside the first: sound and modality isolation, two experts, a guider and joint attention.
+STATE_CASES = [CASES[0], BY_ID["ltx2:LTX2Pipeline"], BY_ID["wan2.2:WanPipeline"], BY_ID["hunyuan-video-1.5:HunyuanVideo15Pipeline"]]
+STATE_IDS = [c.id for c in STATE_CASES]
+
+
+def model_state(pipe, case: Case) -> dict:
+    """Every module's hooks, processors and forward, and every parameter's bytes, of every expert."""
     state = {}
-    for name, module in pipe.transformer.named_modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        state[name] = (
-            tuple(registry.hooks) if registry is not None else (),
-            type(getattr(module, "processor", None)).__name__,
-            getattr(module.forward, "__func__", module.forward).__qualname__,
-        )
-    for name, tensor in pipe.transformer.state_dict().items():
-        state["param:" + name] = tensor.numpy().tobytes()
+    for expert in case.experts:
+        transformer = getattr(pipe, expert)
+        for name, module in transformer.named_modules():
+            registry = getattr(module, "_diffusers_hook", None)
+            state[f"{expert}.{name}"] = (
+                tuple(registry.hooks) if registry is not None else (),
+                type(getattr(module, "processor", None)).__name__,
+                getattr(module.forward, "__func__", module.forward).__qualname__,
+            )
+        for name, tensor in transformer.state_dict().items():
+            state[f"param:{expert}.{name}"] = tensor.numpy().tobytes()
     return state
 
 
-def test_no_state_leaks_between_requests(loaded):
-    case = CASES[0]
+def outputs(video: stg.Video) -> tuple:
+    return video.frames, video.audio
+
+
+@pytest.mark.parametrize("case", STATE_CASES, ids=STATE_IDS)
+def test_no_state_leaks_between_requests(case, loaded):
     backend, _ = loaded(case)
-    plain_guidance = stg.Guidance(3.0)
+    extras = case.extras
+    plain_guidance = stg.Guidance(cfg_scale(case), **extras)
     options = request(case, negative_prompt=NEGATIVE)
-    before_state = model_state(backend.pipe)
-    before = backend.generate(PROMPT, plain_guidance, **options).frames
-    stg_guidance = stg.Guidance(3.0, stg_scale=1.0, stg_mode="stg-r", stg_blocks=[1, 2])
+    before_state = model_state(backend.pipe, case)
+    before = outputs(backend.generate(PROMPT, plain_guidance, **options))
+    stg_guidance = stg.Guidance(cfg_scale(case), stg_scale=1.0, stg_mode="stg-r", stg_blocks=[1, 2], **extras)
 
     backend.generate(PROMPT, stg_guidance, **options)
 
     calls = []
-    block = backend.pipe.transformer.transformer_blocks[2]
+    block = getattr(getattr(backend.pipe, case.experts[-1]), case.stack)[2]  # the last expert runs the last steps
 
     def fault(module, args, kwargs):
         calls.append(1)
@@ -218,24 +264,27 @@ def test_no_state_leaks_between_requests(loaded):
     with pytest.raises(stg.Cancelled):
         backend.compare(PROMPT, plain_guidance, stg_guidance, callback=stop, **options)
 
-    np.testing.assert_array_equal(backend.generate(PROMPT, plain_guidance, **options).frames, before)
-    assert model_state(backend.pipe) == before_state
+    for got, expected in zip(outputs(backend.generate(PROMPT, plain_guidance, **options)), before):
+        np.testing.assert_array_equal(got, expected)
+    assert model_state(backend.pipe, case) == before_state
 
 
 # 5. threads ----------------------------------------------------------------------------------------------
-def test_two_threads_get_what_serial_calls_get(loaded):
-    case = CASES[0]
+@pytest.mark.parametrize("case", STATE_CASES, ids=STATE_IDS)
+def test_two_threads_get_what_serial_calls_get(case, loaded):
     backend, _ = loaded(case)
     options = request(case, negative_prompt=NEGATIVE)
-    settings = [stg.Guidance(3.0, 1.0, "stg-a", [1]), stg.Guidance(4.0, 2.0, "stg-r", [2, 3], rescale=0.7)]
-    serial = [backend.generate(PROMPT, g, **options).frames for g in settings]
+    extras = case.extras
+    w = cfg_scale(case)
+    settings = [stg.Guidance(w, 1.0, "stg-a", [1]), stg.Guidance(w + 1, 2.0, "stg-r", [2, 3], rescale=0.7, **extras)]
+    serial = [outputs(backend.generate(PROMPT, g, **options)) for g in settings]
     results, errors, barrier = [None, None], [], threading.Barrier(2)
 
     def worker(i):
         try:
             barrier.wait()
             for _ in range(2):
-                results[i] = backend.generate(PROMPT, settings[i], **options).frames
+                results[i] = outputs(backend.generate(PROMPT, settings[i], **options))
         except Exception as error:  # surfaced below
             errors.append(error)
 
@@ -246,7 +295,20 @@ def test_two_threads_get_what_serial_calls_get(loaded):
         t.join()
     assert not errors
     for got, expected in zip(results, serial):
-        np.testing.assert_array_equal(got, expected)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+# 5b. the request pipeline is the loaded one ---------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_request_pipeline_keeps_every_setting_and_wraps_every_transformer(case, loaded):
+    backend, _ = loaded(case)
+    pipe, _, _ = backend.prepare(PROMPT, [stg.Guidance(cfg_scale(case))], **request(case))
+    loaded_config = {k: v for k, v in backend.pipe.config.items() if k not in case.experts}
+    assert {k: v for k, v in pipe.config.items() if k not in case.experts} == loaded_config
+    for name in case.experts:
+        assert type(getattr(pipe, name)).__name__ == "GuidedDenoiser"
+        assert getattr(pipe, name).transformer is getattr(backend.pipe, name)
 
 
 # 6. bad settings ------------------------------------------------------------------------------------------

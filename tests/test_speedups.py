@@ -7,19 +7,23 @@ import torch
 from tiny_cases import CASE_IDS, CASES, NEGATIVE, PROMPT, cfg_scale, folders, loaded, request  # noqa: F401
 
 import stg
-from stg.denoiser import COND, PERTURBED, UNCOND, Row, chunk_rows, plan_rows
+from stg.denoiser import COND, ISOLATED, PERTURBED, UNCOND, Row, chunk_rows, plan_rows
 
 RTOL = 1e-5
 
 
-def latents(backend, guidances, options, **speed):
+def latents(backend, guidances, options, **speed) -> list[torch.Tensor]:
+    """The final latents of every output (video, and sound where the model makes it)."""
     pipe, kwargs, _ = backend.prepare(PROMPT, guidances, negative_prompt=NEGATIVE, **options, **speed)
-    return pipe(**{**kwargs, "output_type": "latent"}).frames
+    output = pipe(**{**kwargs, "output_type": "latent"})
+    return [output.frames] + ([output.audio] if backend.family.makes_sound else [])
 
 
-def assert_relatively_close(fast: torch.Tensor, plain: torch.Tensor):
-    assert fast.shape == plain.shape
-    assert (fast - plain).abs().max() <= RTOL * plain.abs().max()
+def assert_relatively_close(fast: list[torch.Tensor], plain: list[torch.Tensor]):
+    assert len(fast) == len(plain)
+    for a, b in zip(fast, plain):
+        assert a.shape == b.shape
+        assert (a - b).abs().max() <= RTOL * b.abs().max()
 
 
 @pytest.mark.parametrize("mode", ["stg-r", "stg-a"])
@@ -27,17 +31,17 @@ def assert_relatively_close(fast: torch.Tensor, plain: torch.Tensor):
 def test_shared_prefix_and_batching_equal_plain_passes(case, mode, loaded):
     backend, _ = loaded(case)
     last = backend.depth - 1
-    options = request(case, height=32, width=32)
+    options = request(case, roomy=True, steps=2)
     for blocks in ([0], [last], [last // 2, last]):
         panels = [
-            stg.Guidance(cfg_scale(case)),
-            stg.Guidance(cfg_scale(case), stg_scale=1.5, stg_mode=mode, stg_blocks=blocks, rescale=0.7),
+            stg.Guidance(cfg_scale(case), **case.extras),
+            stg.Guidance(cfg_scale(case), stg_scale=1.5, stg_mode=mode, stg_blocks=blocks, rescale=0.7, **case.extras),
         ]
         fast = latents(backend, panels, options)
         plain = latents(backend, panels, options, share_prefix=False, max_rows=1)
         assert_relatively_close(fast, plain)
-        separate = torch.cat([latents(backend, [g], options, share_prefix=False, max_rows=1) for g in panels])
-        assert_relatively_close(fast, separate)
+        separate = [latents(backend, [g], options, share_prefix=False, max_rows=1) for g in panels]
+        assert_relatively_close(fast, [torch.cat(outputs) for outputs in zip(*separate)])
 
 
 def test_rows_follow_the_window_and_scale():
@@ -48,6 +52,8 @@ def test_rows_follow_the_window_and_scale():
     assert plan_rows([cfg, windowed], 2, 4, True)[-1] == Row(1, PERTURBED)
     assert plan_rows([no_cfg], 0, 4, True) == [Row(0, COND), Row(0, PERTURBED)]
     assert plan_rows([windowed], 0, 4, False) == [Row(0, COND)]
+    sound_only_cfg = stg.Guidance(1.0, modality_scale=3.0, audio_cfg_scale=7.0)  # the sound's CFG needs the uncond row
+    assert plan_rows([sound_only_cfg], 0, 4, True) == [Row(0, UNCOND), Row(0, COND), Row(0, ISOLATED)]
 
 
 def test_chunks_keep_a_panels_rows_together():

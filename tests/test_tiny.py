@@ -201,3 +201,14 @@ def test_stock_sizes_are_public():
         assert set(sizes) == {"num_frames", "height", "width", "depth"}
     assert tiny.TINY_SIZES["ltx"] == {"num_frames": 9, "height": 32, "width": 32, "depth": 4}
 
+
+
+def test_hunyuan15_template_crops_exactly_the_system_part(folders):
+    """HunyuanVideo 1.5 drops the first 108 tokens of its chat template; the tiny Qwen tokenizer makes them 108 too."""
+    from diffusers.pipelines.hunyuan_video1_5.pipeline_hunyuan_video1_5 import format_text_input
+
+    pipe = _load(folders("hunyuan-video-1.5"))
+    crop = pipe.prompt_template_encode_start_idx
+    ids = pipe.tokenizer.apply_chat_template(format_text_input(["a red fox"], pipe.system_message),
+                                             add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"][0]
+    assert crop == 108 and pipe.tokenizer.convert_ids_to_tokens(ids[crop:crop + 3]) == ["a", "\u0120red", "\u0120fox"]

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from stg import video
-from stg.video import BAND, caption, grid, probe, read_video, side_by_side, write_gif, write_mp4
+from stg.video import BAND, Track, audio_streams, caption, grid, probe, read_video, side_by_side, write_gif, write_mp4
 
 
 def smooth_clip(frames: int, height: int, width: int) -> np.ndarray:
@@ -61,6 +61,32 @@ def test_single_frame_mp4(tmp_path):
 def test_probe_without_ffprobe_agrees(tmp_path):
     path = write_mp4(smooth_clip(7, 31, 40), tmp_path / "clip.mp4", fps=12)
     assert video._ffmpeg_probe(path) == video._ffprobe(path)
+
+
+def tone(hertz: float, seconds: float, rate: int = 8000) -> np.ndarray:
+    """A stereo sine, louder on the left."""
+    t = np.arange(round(seconds * rate)) / rate
+    wave = np.sin(2 * np.pi * hertz * t).astype(np.float32)
+    return np.stack([0.5 * wave, 0.25 * wave])
+
+
+def test_mp4_carries_its_sound_as_aac(tmp_path):
+    path = write_mp4(smooth_clip(12, 32, 32), tmp_path / "clip.mp4", fps=24, audio=[Track(tone(440, 0.5), 8000, "CFG")])
+    [stream] = audio_streams(path)
+    assert stream["codec"] == "aac" and stream["rate"] == 8000 and stream["channels"] == 2
+    assert stream["title"] == "CFG" and stream["default"] and abs(stream["duration"] - 0.5) < 0.2
+    assert probe(path)["frames"] == 12
+
+
+def test_side_by_side_file_carries_both_sounds_first_one_default(tmp_path):
+    tracks = [Track(tone(440, 0.5), 8000, "CFG"), Track(tone(660, 0.5), 8000, "CFG + STG")]
+    path = write_mp4(smooth_clip(12, 32, 64), tmp_path / "both.mp4", fps=24, audio=tracks)
+    streams = audio_streams(path)
+    assert [s["title"] for s in streams] == ["CFG", "CFG + STG"] and [s["default"] for s in streams] == [True, False]
+
+
+def test_silent_mp4_has_no_sound_track(tmp_path):
+    assert audio_streams(write_mp4(smooth_clip(3, 32, 32), tmp_path / "quiet.mp4", fps=8)) == []
 
 
 def test_write_mp4_rejects_wrong_frames(tmp_path):
