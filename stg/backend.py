@@ -18,11 +18,9 @@ from .denoiser import GuidedDenoiser, Progress, passes_per_step
 from .families import Family
 from .guidance import Guidance
 from .layout import check_guider, experts, rebuild
+from .limits import MAX_SEED, PANELS_PER_RUN, integer_rule, text_problem
 from .perturb import install
 
-MAX_PROMPT_CHARS = 2000
-MAX_SEED = 2**32 - 1
-PANELS_PER_RUN = 4  # a sweep's panels denoised together in one batched run
 SWEEP_CANDIDATES = 8  # blocks a sweep tries when none are named, spread over the depth
 
 
@@ -78,12 +76,6 @@ def _default_device_dtype(device, dtype):
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     return torch.device(device), dtype
-
-
-def integer_rule(low: int, high: int, step: int = 1, offset: int = 0) -> str:
-    """'an integer in [2, 50]', 'of the form 8n+1 in [9, 49]', 'a multiple of 32 in [32, 256]'."""
-    form = "an integer" if step == 1 else f"of the form {step}n+{offset}" if offset else f"a multiple of {step}"
-    return f"{form} in [{low}, {high}]"
 
 
 def _check_int(field: str, value, low: int, high: int, step: int = 1, offset: int = 0) -> int:
@@ -145,7 +137,7 @@ class Backend:
         class_name = pipeline or class_name
         family = families.for_pipeline(class_name)
         preset = preset or presets.for_pipeline(class_name)
-        pipe = getattr(diffusers, class_name).from_pretrained(source, torch_dtype=dtype)
+        pipe = getattr(diffusers, class_name).from_pretrained(source, dtype=dtype)
         if fp8:
             for _, transformer in experts(pipe, family):
                 transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
@@ -169,14 +161,11 @@ class Backend:
     def check(self, prompt, guidances: Sequence[Guidance], *, panels_per_run: int | None = None, negative_prompt="",
               image=None, seed=0, steps=None, num_frames=None, height=None, width=None) -> Request:
         """Validate everything and fill defaults from the preset; raises ValueError naming the field."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("prompt must be a non-empty text")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise ValueError(f"prompt is too long: at most {MAX_PROMPT_CHARS} characters, got {len(prompt)}")
-        if negative_prompt is None:
-            negative_prompt = ""
-        if not isinstance(negative_prompt, str) or len(negative_prompt) > MAX_PROMPT_CHARS:
-            raise ValueError(f"negative_prompt must be a text of at most {MAX_PROMPT_CHARS} characters")
+        negative_prompt = "" if negative_prompt is None else negative_prompt
+        for field, text, required in (("prompt", prompt, True), ("negative_prompt", negative_prompt, False)):
+            problem = text_problem(text, required)
+            if problem:
+                raise ValueError(f"{field} {problem}")
         for g in guidances:
             if not isinstance(g, Guidance):
                 raise ValueError(f"guidance must be a stg.Guidance, got {type(g).__name__}")
@@ -326,6 +315,14 @@ class Backend:
         count = min(count, self.depth)
         spread = {round(i * (self.depth - 1) / max(count - 1, 1)) for i in range(count)}
         return sorted(spread | {b for b in self.preset.defaults.get("stg_blocks", ()) if 0 <= b < self.depth})
+
+    def prompt_tokens(self, prompt: str) -> tuple[int, int | None]:
+        """The tokens the pipeline's tokenizer makes of a prompt, and how many of them its text encoder reads (None
+        where no limit is known)."""
+        limit, tokenizer = families.text_limit(self.pipe), getattr(self.pipe, "tokenizer", None)
+        if limit is None or tokenizer is None:
+            return 0, None
+        return len(tokenizer(prompt).input_ids), limit
 
     def passes_per_step(self, request: Request, share_prefix: bool = True) -> float:
         """Transformer passes a step of this request costs, over all its runs (what its GPU time grows with)."""

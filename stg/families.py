@@ -78,9 +78,8 @@ class Family:
         Returns the pipeline arguments of the prompt and the transformer inputs of the negative prompt.
         """
         kwargs = dict(self.encode_kwargs, device=pipe._execution_device)
-        call_defaults = inspect.signature(type(pipe).__call__).parameters
-        if "max_sequence_length" in call_defaults:
-            kwargs["max_sequence_length"] = call_defaults["max_sequence_length"].default
+        if text_limit(pipe) is not None:
+            kwargs["max_sequence_length"] = text_limit(pipe)
         together = self.has_cfg_pass and "negative_prompt" in inspect.signature(pipe.encode_prompt).parameters
         with torch.no_grad():
             named = self._encode(pipe, prompt=prompt, **({"negative_prompt": negative_prompt} if together else {}),
@@ -96,6 +95,13 @@ class Family:
     def _encode(self, pipe, **kwargs) -> dict:
         outputs = pipe.encode_prompt(**kwargs)
         return dict(zip(self.encoded, outputs if isinstance(outputs, tuple) else (outputs,)))
+
+
+def text_limit(pipe) -> int | None:
+    """The tokens of a prompt the pipeline's text encoder reads (its call's default max_sequence_length): the rest of
+    a longer prompt is cut off."""
+    parameter = inspect.signature(type(pipe).__call__).parameters.get("max_sequence_length")
+    return None if parameter is None else parameter.default
 
 
 def _ltx2_connectors(pipe, negative: dict) -> dict:

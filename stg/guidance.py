@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
+if TYPE_CHECKING:  # guide() needs only tensor methods: the settings table reads this module without torch
+    import torch
 
 MODES = {
     "stg-r": "residual skip: each chosen block returns its input unchanged",
     "stg-a": "attention skip: the chosen blocks' video self-attention uses an identity map",
 }
-MAX_SCALE = 100.0
+# The range of each scale, for every surface. Stock pipelines switch CFG off at w <= 1 (those with a guider, at 1
+# only), so a w below 1 mostly repeats w = 1 there: 1 is the smallest w (of the video, the sound or a second
+# expert), and means CFG off.
+CFG_SCALES = (1.0, 20.0)
+STG_SCALES = (0.0, 10.0)
+MODALITY_SCALES = (0.0, 20.0)
 # Settings beyond CFG and STG, for the models that have what they act on; the presets set them.
 EXTRAS = {
     "cfg_scale_2": "guidance scale w of the second (low-noise) expert, for models with two (Wan 2.2 A14B)",
@@ -68,8 +74,8 @@ class Guidance:
 
     def __post_init__(self):
         set_ = object.__setattr__
-        set_(self, "cfg_scale", _check_number("cfg_scale", self.cfg_scale, 0.0, MAX_SCALE))
-        set_(self, "stg_scale", _check_number("stg_scale", self.stg_scale, 0.0, MAX_SCALE))
+        set_(self, "cfg_scale", _check_number("cfg_scale", self.cfg_scale, *CFG_SCALES))
+        set_(self, "stg_scale", _check_number("stg_scale", self.stg_scale, *STG_SCALES))
         if self.stg_mode not in MODES:
             raise ValueError(f"stg_mode must be one of {', '.join(MODES)}, got {self.stg_mode!r}")
         set_(self, "stg_blocks", _check_blocks(self.stg_blocks))
@@ -81,9 +87,10 @@ class Guidance:
         if start >= end:
             raise ValueError(f"window start must be less than window end (both in [0, 1]), got {start:g} >= {end:g}")
         set_(self, "window", (start, end))
-        set_(self, "modality_scale", _check_number("modality_scale", self.modality_scale, 0.0, MAX_SCALE))
-        for name in ("cfg_scale_2", "audio_cfg_scale", "audio_stg_scale", "audio_modality_scale"):
-            set_(self, name, _check_optional(name, getattr(self, name), 0.0, MAX_SCALE))
+        set_(self, "modality_scale", _check_number("modality_scale", self.modality_scale, *MODALITY_SCALES))
+        for name, scales in (("cfg_scale_2", CFG_SCALES), ("audio_cfg_scale", CFG_SCALES),
+                             ("audio_stg_scale", STG_SCALES), ("audio_modality_scale", MODALITY_SCALES)):
+            set_(self, name, _check_optional(name, getattr(self, name), *scales))
         set_(self, "audio_rescale", _check_optional("audio_rescale", self.audio_rescale, 0.0, 1.0))
 
     def extras(self) -> dict:

@@ -13,12 +13,15 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .backend import PANELS_PER_RUN, Backend, Request
-from .guidance import EXTRAS, MAX_SCALE, MODES, Guidance
+from .guidance import CFG_SCALES, EXTRAS, MODALITY_SCALES, MODES, STG_SCALES, Guidance
+from .limits import PANELS_PER_RUN
 from .presets import SIZES, Preset
 from .values import Blocks, Choice, Extra, InputError, Kind, Number, Picture, Seed, Size, Text, shown
+
+if TYPE_CHECKING:  # the engine loads torch and diffusers: the command line's help reads this table without them
+    from .backend import Backend, Request
 
 MAX_CANDIDATES = 16  # blocks one sweep may try
 
@@ -40,6 +43,13 @@ class Model:
     @classmethod
     def of(cls, backend: Backend) -> "Model":
         return cls(backend.preset, backend.depth, backend.image_to_video)
+
+    @classmethod
+    def before_loading(cls, preset: Preset) -> "Model":
+        """A preset's model before its weights load: whether it takes an image is its pipeline's family's."""
+        from .families import for_pipeline
+
+        return cls(preset, image_to_video=for_pipeline(preset.pipeline).pipelines[preset.pipeline])
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -98,7 +108,6 @@ class Setting:
         return shown(self.default) if self.default is not None else self.kind.none or "none"
 
 
-SCALE = dict(slider=(0, 20), engine=True)
 FRACTION = Number(0, 1, 0.05, engine=True)
 
 SETTINGS: tuple[Setting, ...] = (
@@ -113,14 +122,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("width", REQUEST, Size(), "video width in pixels", "width", label="Width", metavar="PX"),
     Setting("fps", OUTPUT, Number(1, 60, 1), "frames per second of the files", "fps", label="Frames per second",
             metavar="FPS"),
-    Setting("cfg_scale", CFG, Number(0, MAX_SCALE, 0.1, **SCALE), "guidance scale w", "cfg_scale",
-            label="Guidance scale w", commands=PAIR, metavar="W"),
+    Setting("cfg_scale", CFG, Number(*CFG_SCALES, 0.1, engine=True), "guidance scale w; 1 turns CFG off",
+            "cfg_scale", label="Guidance scale w", commands=PAIR, metavar="W"),
     Setting("cfg_rescale", CFG, FRACTION, "rescale toward std(eps_c); 0: off", "cfg_rescale", field="rescale",
             label="Rescale (0: off)", commands=PAIR, metavar="R"),
-    Setting("stg_cfg_scale", STG, Number(0, MAX_SCALE, 0.1, **SCALE), "guidance scale w", "cfg_scale",
-            follows="cfg_scale", field="cfg_scale", label="Guidance scale w", metavar="W"),
-    Setting("stg_scale", STG, Number(0, MAX_SCALE, 0.05, slider=(0, 10), engine=True), "STG scale s; 0 turns STG off",
-            "stg_scale", label="STG scale s", metavar="S"),
+    Setting("stg_cfg_scale", STG, Number(*CFG_SCALES, 0.1, engine=True), "guidance scale w; 1 turns CFG off",
+            "cfg_scale", follows="cfg_scale", field="cfg_scale", label="Guidance scale w", metavar="W"),
+    Setting("stg_scale", STG, Number(*STG_SCALES, 0.05, engine=True),
+            "STG scale s; 0 turns STG off (the rescale still applies)", "stg_scale", label="STG scale s", metavar="S"),
     Setting("stg_mode", STG, Choice(MODES), "; ".join(f"{k}: {v}" for k, v in MODES.items()), "stg_mode",
             label="Mode"),
     Setting("stg_blocks", STG, Blocks(), "blocks to perturb", "stg_blocks", label="Blocks",
@@ -135,15 +144,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stg_window_end", STG, FRACTION, "fraction of the steps where STG ends", "window.1", field="window end",
             label="STG until", metavar="F"),
     # The model's own guidance, in every panel; its preset sets what the model's authors use (LTX-2: m 3, sound w 7).
-    Setting("cfg_scale_2", MODEL, Extra(0, MAX_SCALE, 0.1, engine=True, none="w, for both experts"),
+    Setting("cfg_scale_2", MODEL, Extra(*CFG_SCALES, 0.1, engine=True, none="w, for both experts"),
             EXTRAS["cfg_scale_2"], "cfg_scale_2", label="Second expert's w", metavar="W"),
-    Setting("modality_scale", MODEL, Extra(0, MAX_SCALE, 0.1, engine=True, none="1, off"), EXTRAS["modality_scale"],
+    Setting("modality_scale", MODEL, Extra(*MODALITY_SCALES, 0.1, engine=True, none="1, off"), EXTRAS["modality_scale"],
             "modality_scale", label="Modality guidance m", metavar="M"),
-    Setting("audio_cfg_scale", MODEL, Extra(0, MAX_SCALE, 0.1, engine=True, none="the video's w"),
+    Setting("audio_cfg_scale", MODEL, Extra(*CFG_SCALES, 0.1, engine=True, none="the video's w"),
             EXTRAS["audio_cfg_scale"], "audio_cfg_scale", label="Sound: w", metavar="W"),
-    Setting("audio_stg_scale", MODEL, Extra(0, MAX_SCALE, 0.05, engine=True, none="the video's s"),
+    Setting("audio_stg_scale", MODEL, Extra(*STG_SCALES, 0.05, engine=True, none="the video's s"),
             EXTRAS["audio_stg_scale"], "audio_stg_scale", label="Sound: STG scale s", metavar="S"),
-    Setting("audio_modality_scale", MODEL, Extra(0, MAX_SCALE, 0.1, engine=True, none="the video's m"),
+    Setting("audio_modality_scale", MODEL, Extra(*MODALITY_SCALES, 0.1, engine=True, none="the video's m"),
             EXTRAS["audio_modality_scale"], "audio_modality_scale", label="Sound: modality guidance m", metavar="M"),
     Setting("audio_rescale", MODEL, Extra(0, 1, 0.05, engine=True, none="the video's rescale"),
             EXTRAS["audio_rescale"], "audio_rescale", label="Sound: rescale", metavar="R"),
@@ -168,7 +177,7 @@ class Command:
 COMMANDS = {c.name: c for c in (
     Command("compare", "the same prompt and seed twice, with CFG and with CFG + STG, in one run",
             lambda made, backend: [made[CFG], made[STG]]),
-    Command("generate", "one panel with the CFG + STG settings (stg_scale=0 gives plain CFG)",
+    Command("generate", "one panel with the CFG + STG settings (stg_scale=0 and rescale=0 give the CFG panel's video)",
             lambda made, backend: [made[STG]]),
     Command("sweep", "the CFG video and one CFG + STG video per candidate block, same prompt and seed",
             lambda made, backend: backend.sweep_panels(made[CFG], made[STG], made[SWEEP]), PANELS_PER_RUN),
@@ -251,8 +260,6 @@ def reference() -> str:
     rows = ["| parameter | flag | endpoints | allowed | default | what it is |", "|---|---|---|---|---|---|"]
     for s in SETTINGS:
         allowed = s.rule()
-        if isinstance(s.kind, Number) and s.kind.slider:
-            allowed += " (on the page and over HTTP: {:g} to {:g})".format(*s.kind.slider)
         default = "required" if s.name == "prompt" else s.default_text(spell=lambda f: f"`{f.name}`")
         if default == "preset":
             default = "the preset's" + (" (a sweep: reduced)" if s.name in SIZES else "")

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .backend import MAX_PROMPT_CHARS, MAX_SEED, integer_rule
+from .limits import MAX_PROMPT_CHARS, MAX_SEED, integer_rule
 
 MAX_IMAGE_BYTES = 20 * 1024**2
 MAX_IMAGE_PIXELS = 4096 * 4096
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+MAX_DIGITS = 20  # of a whole number read from text: more is out of every range here (and int() has a limit)
 IMAGE_RULE = "a PNG, JPEG, WebP, BMP or GIF picture"
 TOO_MANY_PIXELS = f"is too large: at most {MAX_IMAGE_PIXELS / 1e6:.1f} megapixels"
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # pillow refuses to decode past twice this; load_image refuses past it
@@ -85,10 +86,12 @@ class Size(Kind):
     metavar = "N"
 
     def parse(self, text: str, setting):
-        try:
-            return int(text)
-        except ValueError:
-            raise InputError(setting.name, f"must be an integer, got {text!r}") from None
+        if not re.fullmatch(r"-?[0-9]+", text.strip()):  # int() would also take "１２", "1_000" and " 12 "
+            raise InputError(setting.name, f"must be an integer written in the digits 0-9, got {text[:60]!r}")
+        digits = text.strip().lstrip("-")
+        if len(digits) > MAX_DIGITS:
+            raise InputError(setting.name, f"is out of range: a number of {len(digits)} digits")
+        return int(text)
 
     def rule(self, setting, preset) -> str:
         return integer_rule(*preset.bounds(setting.name)) if preset else "within the model's limits"
@@ -109,13 +112,11 @@ class Seed(Size):
 
 @dataclass(frozen=True)
 class Number(Kind):
-    """A number in [low, high], checked here, or by the engine where `engine` (a Guidance field: a finite number).
-    `slider` is the page's range where it is narrower."""
+    """A number in [low, high], checked here, or by the engine where `engine` (a Guidance field: a finite number)."""
 
     low: float
     high: float
     step: float
-    slider: tuple[float, float] | None = None
     engine: bool = False
     metavar = "X"
 
@@ -127,18 +128,15 @@ class Number(Kind):
 
     def parse(self, text: str, setting):
         try:
+            if not text.isascii():  # float() would also take "１.５"
+                raise ValueError
             value = float(text)
         except ValueError:
-            raise InputError(setting.name, f"must be {self.rule(setting, None)}, got {text!r}") from None
+            raise InputError(setting.name, f"must be {self.rule(setting, None)}, got {text[:60]!r}") from None
         return self.read(value, setting, None)
 
     def rule(self, setting, preset) -> str:
         return f"a {'finite ' if self.engine else ''}number in [{self.low:g}, {self.high:g}]"
-
-    @property
-    def page_range(self) -> tuple[float, float]:
-        """What the page's slider, and so the app's API, allows."""
-        return self.slider or (self.low, self.high)
 
 
 @dataclass(frozen=True)
@@ -197,6 +195,10 @@ def parse_blocks(text, depth: int | None = None, default=None, name: str = "stg_
         model = f" (this model has {depth} blocks: 0-{depth - 1})" if depth else ""
         raise InputError(name, f"must be block numbers separated by commas, such as {example}{model}, "
                                f"got {str(text)[:60]!r}")
+    huge = next((part for part in parts if len(part) > MAX_DIGITS), None)
+    if huge is not None:
+        model = f": this model has {depth} blocks, allowed 0-{depth - 1}" if depth else ""
+        raise InputError(name, f"{huge[:8]}... ({len(huge)} digits) out of range{model}")
     blocks = list(dict.fromkeys(int(part) for part in parts))
     if most is not None and len(blocks) > most:
         raise InputError(name, f"at most {most} blocks a sweep, got {len(blocks)}", sep=": ")

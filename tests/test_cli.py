@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from stg import cli, video
 from stg.backend import Backend
@@ -32,9 +33,9 @@ def cache(tmp_path_factory):
         yield folder
 
 
-def stg(*args, cwd=ROOT) -> subprocess.CompletedProcess:
+def stg(*args, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
     # Without torchvision, transformers advises installing it when stg is imported; that is not ours to test.
-    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "stg", *map(str, args)], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -125,13 +126,28 @@ def test_sweep_of_a_prompts_file_averages_per_block(cache, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--stg-blocks", "14,x"], "stg: error: argument --stg-blocks: must be block numbers separated by commas"),
     (["--stg-blocks", "9"], "stg: error: --stg-blocks [9] out of range: this model has 4 blocks, allowed 0-3"),
-    (["--stg-cfg-scale", "-1"], "stg: error: --stg-cfg-scale must be a finite number in [0, 100]"),
+    (["--stg-cfg-scale", "-1"], "stg: error: --stg-cfg-scale must be a finite number in [1, 20], got -1.0"),
+    (["--cfg-scale", "0.5"], "stg: error: --cfg-scale must be a finite number in [1, 20], got 0.5"),
+    (["--cfg-scale", "nan"], "stg: error: --cfg-scale must be a finite number in [1, 20], got nan"),
+    (["--stg-scale", "15"], "stg: error: --stg-scale must be a finite number in [0, 10], got 15.0"),
+    (["--stg-scale", "inf"], "stg: error: --stg-scale must be a finite number in [0, 10], got inf"),
+    (["--stg-scale", "\uff11.\uff15"], "stg: error: argument --stg-scale: must be a finite number in [0, 10], got"),
+    (["--seed", "\uff11\uff12"], "stg: error: argument --seed: must be an integer written in the digits 0-9"),
+    (["--seed", "\u0661"], "stg: error: argument --seed: must be an integer written in the digits 0-9"),
+    (["--seed", "2.5"], "stg: error: argument --seed: must be an integer written in the digits 0-9, got '2.5'"),
+    (["--seed", "1" * 5000], "stg: error: argument --seed: is out of range: a number of 5000 digits"),
+    (["--steps", "1_0"], "stg: error: argument --steps: must be an integer written in the digits 0-9"),
+    (["--stg-blocks", "1" * 5000], "stg: error: argument --stg-blocks: 11111111... (5000 digits) out of range"),
+    (["--stg-blocks", "\uff12"], "stg: error: argument --stg-blocks: must be block numbers separated by commas"),
+    (["--prompt", "\x00"], "stg: error: --prompt must not contain control characters, got '\\x00' at position 0"),
+    (["--prompt", "\u200b"], "stg: error: --prompt must be a text with at least one visible character"),
+    (["--negative-prompt", "\x1b"], "stg: error: --negative-prompt must not contain control characters"),
     (["--cfg-rescale", "2"], "stg: error: --cfg-rescale must be a finite number in [0, 1]"),
     (["--stg-window-start", "0.5", "--stg-window-end", "0.5"],
      "stg: error: --stg-window-start must be less than --stg-window-end"),
     (["--stg-mode", "stg-x"], "stg: error: argument --stg-mode: invalid choice: 'stg-x'"),
     (["--fps", "0"], "stg: error: argument --fps: must be a number in [1, 60]"),
-    (["--image", "missing.png"], "stg: error: --image: cannot read missing.png"),
+    (["--model", "tiny-i2v", "--image", "missing.png"], "stg: error: --image: cannot read missing.png"),
     (["--prompts-file", "missing.txt"], "stg: error: argument --prompts-file: not allowed with argument --prompt"),
     (["--model", "./no-such-folder"], "stg: error: --model: no such folder: ./no-such-folder"),
     (["--steps"], "stg: error: argument --steps: expected one argument"),
@@ -142,7 +158,37 @@ def test_bad_input_is_one_line_and_exit_status_2(cache, tmp_path, capsys, argv, 
     full = ["compare", *SMALL, "--prompt", "x", "--out", str(tmp_path / "out"), *argv]
     assert cli.main(full) == 2
     lines = error_lines(capsys.readouterr().err)
-    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert len(lines) == 1 and lines[0].startswith(message) and len(lines[0]) < 600, lines
+
+
+def test_bad_input_is_refused_before_the_model_loads(tmp_path):
+    """An image for a text-only model, a prompt nobody can have meant: refused at once, nothing built or loaded."""
+    picture = tmp_path / "frame.png"
+    Image.new("RGB", (32, 32)).save(picture)
+    empty_cache = tmp_path / "cache"
+    text_only = "stg: error: --image is not accepted: this model makes video from text"
+    for argv, message in ((["--image", picture], text_only),
+                          (["--prompt", "\x1b[31m"], "stg: error: --prompt must not contain control characters")):
+        done = stg("compare", *SMALL, "--prompt", "x", *argv, "--out", tmp_path / "out", env={"STG_CACHE": empty_cache})
+        assert done.returncode == 2 and error_lines(done.stderr) == [error_lines(done.stderr)[0]]
+        assert error_lines(done.stderr)[0].startswith(message), done.stderr
+        assert not empty_cache.exists()  # the tiny model was neither built nor loaded
+
+
+def test_an_empty_negative_prompt_means_none(cache, tmp_path):
+    done = stg("compare", *SMALL, "--prompt", "a red fox", "--negative-prompt", "", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "settings.json").read_text())["negative_prompt"] == ""
+
+
+def test_help_is_instant_it_loads_no_model_library():
+    """--help reads the settings table only: torch, diffusers and gradio take seconds to import."""
+    probe = ("import runpy, sys\nsys.argv = ['stg', 'compare', '--model', 'ltx-video', '--help']\n"
+             "try:\n    runpy.run_module('stg', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "heavy = ('torch', 'diffusers', 'transformers', 'gradio')\n"
+             "print([m for m in heavy if m in sys.modules], file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "--cfg-scale" in done.stdout and done.stderr.strip().splitlines()[-1] == "[]", done.stderr
 
 
 def test_file_errors(cache, tmp_path, capsys):

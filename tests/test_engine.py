@@ -31,6 +31,25 @@ def test_cfg_equals_stock_diffusers(case, loaded):
     assert ours.frames.std() > 0 and ours.seed == SEED
 
 
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_the_smallest_cfg_scale_equals_stock_and_below_it_is_refused(case, loaded):
+    """Stock pipelines switch CFG off at guidance_scale <= 1 (those with a guider at 1 only), so a w below 1 mostly
+    gives the w = 1 video there: w = 1, the smallest w allowed, is that video; a w below it is refused by name, with
+    its range."""
+    backend, stock = loaded(case)
+    options = request(case)
+    ours = backend.generate(PROMPT, stg.Guidance(1.0), negative_prompt=NEGATIVE, **options)
+    negative = {"negative_prompt": NEGATIVE} if case.cfg else {}
+    reference = stock_call(case, stock, options, 1.0, prompt=PROMPT, **negative)
+    assert_same_video(case, ours, reference, stock)
+    if case.cfg and not case.guider:  # what w below 1 would have meant: nothing else than w = 1
+        below = stock_call(case, stock, options, 0.5, prompt=PROMPT, **negative)
+        np.testing.assert_array_equal(below.frames, reference.frames)
+    for w in (0.0, 0.5, 0.999):
+        with pytest.raises(ValueError, match=rf"^cfg_scale must be a finite number in \[1, 20\], got {w}$"):
+            stg.Guidance(w)
+
+
 # 2. STG equals an independent reference ------------------------------------------------------------------
 @contextmanager
 def plainly_perturbed(transformer, case: Case, mode: str, blocks):
@@ -343,7 +362,10 @@ def test_bad_guidance_is_refused_before_any_work(make, field, loaded):
         (dict(width=1000000), "width", "multiple of 32"),
         (dict(steps=1), "steps", "[2, "),
         (dict(seed=-1), "seed", "[0, "),
-        (dict(prompt="   "), "prompt", "non-empty"),
+        (dict(prompt="   "), "prompt", "visible character"),
+        (dict(prompt="\u200b"), "prompt", "visible character"),
+        (dict(prompt="a fox\x00"), "prompt", "control characters"),
+        (dict(negative_prompt="\x1b[31m"), "negative_prompt", "control characters"),
         (dict(prompt="x" * 5000), "prompt", "at most"),
         (dict(image=Image.new("RGB", (32, 32))), "image", "text only"),
     ],

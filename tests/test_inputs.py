@@ -58,7 +58,8 @@ def test_image_limits_hold_on_the_command_line_too(tmp_path, capsys):
     notes.write_text("not a picture")
     for path, message in ((heavy, "--image is too large: at most 20 MB"),
                           (notes, "--image is not a picture pillow can read")):
-        argv = ["compare", *CLI_SMALL, "--prompt", "x", "--image", str(path), "--out", str(tmp_path / "out")]
+        argv = ["compare", *CLI_SMALL, "--model", "tiny-i2v", "--prompt", "x", "--image", str(path),
+                "--out", str(tmp_path / "out")]
         assert cli.main(argv) == 2
         assert message in capsys.readouterr().err
 

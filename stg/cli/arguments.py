@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from .. import metrics, presets
-from ..backend import PANELS_PER_RUN
 from ..inputs import CFG, COMMANDS, MODEL, OUTPUT, PANELS, REQUEST, SETTINGS, STG, SWEEP, Setting
+from ..limits import PANELS_PER_RUN
 from ..values import Choice, InputError, shown
 from . import texts
 

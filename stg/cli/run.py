@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import re
 import sys
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import fmean
+from typing import TYPE_CHECKING
 
-from .. import inputs, presets, results
-from ..backend import Backend
+from .. import inputs, presets
 from ..inputs import COMMANDS, Model, Task
+from ..limits import text_problem
+from ..quiet import cannot_load, one_line, quiet_libraries
 from .arguments import FLAGS, UsageError, build_parser, model_in
 
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:500] or type(error).__name__
+if TYPE_CHECKING:  # torch and diffusers load only for a run: --help and bad input answer at once
+    from ..backend import Backend
 
 
 @contextmanager
@@ -28,7 +28,7 @@ def _flags(where: str = ""):
     try:
         yield
     except ValueError as error:
-        raise UsageError(where + inputs.rename(_one_line(error), FLAGS)) from None
+        raise UsageError(where + inputs.rename(one_line(error), FLAGS)) from None
 
 
 def _prompts(args) -> list[tuple[str, str]]:
@@ -38,7 +38,7 @@ def _prompts(args) -> list[tuple[str, str]]:
     try:
         lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"--prompts-file: cannot read {args.prompts_file}: {_one_line(error)}") from None
+        raise UsageError(f"--prompts-file: cannot read {args.prompts_file}: {one_line(error)}") from None
     prompts = [(f"{args.prompts_file} line {n}: ", line.strip()) for n, line in enumerate(lines, 1)
                if line.strip() and not line.strip().startswith("#")]
     if not prompts:
@@ -47,30 +47,18 @@ def _prompts(args) -> list[tuple[str, str]]:
 
 
 def _load(args) -> Backend:
+    from ..backend import Backend
+
     if args.model.startswith(("/", "./", "../", "~")) and not Path(args.model).expanduser().is_dir():
         raise UsageError(f"--model: no such folder: {args.model}")
     try:
         backend = Backend.load(args.model, args.device, args.dtype, offload=args.offload, fp8=args.fp8)
     except ValueError as error:
-        raise UsageError(inputs.rename(_one_line(error), FLAGS)) from None
+        raise UsageError(inputs.rename(one_line(error), FLAGS)) from None
     except Exception as error:  # the hub out of reach, a folder without weights, not enough memory, ...
-        raise UsageError(f"--model: cannot load {args.model!r}: {type(error).__name__}: {_one_line(error)}") from None
+        raise UsageError(f"--model: {cannot_load(args.model, error)}") from None
     backend.pipe.set_progress_bar_config(disable=True)  # one bar of our own instead
     return backend
-
-
-def _quiet_libraries() -> None:
-    """Library progress bars and advice would bury the one bar and the table this prints."""
-    import diffusers
-    import huggingface_hub
-    import transformers
-
-    for logging in (diffusers.utils.logging, transformers.utils.logging):
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
-    huggingface_hub.utils.logging.set_verbosity_error()
-    huggingface_hub.utils.disable_progress_bars()
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _tasks(args, prompts: list[tuple[str, str]]) -> tuple[Backend, list[Task]]:
@@ -80,12 +68,16 @@ def _tasks(args, prompts: list[tuple[str, str]]) -> tuple[Backend, list[Task]]:
     values = {s.name: getattr(args, s.name) for s in command.settings if s.name != "prompt"}
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} is a file, not a folder")
+    for where, prompt in prompts:  # bad prompts before a long load
+        problem = text_problem(prompt, required=True)
+        if problem:
+            raise UsageError(f"{where}--prompt {problem}")
     known = presets.get(args.model)
     if known is not None:  # bad settings before a long load
         with _flags():
-            values = inputs.read(command, values, Model(known))
+            values = inputs.read(command, values, Model.before_loading(known))
             inputs.guidances(command, values)
-    _quiet_libraries()
+    quiet_libraries()
     backend = _load(args)
     with _flags():
         values = inputs.read(command, values, Model.of(backend))
@@ -103,6 +95,8 @@ def _slug(index: int, prompt: str) -> str:
 
 def run(args) -> int:
     from tqdm import tqdm
+
+    from .. import results
 
     prompts = _prompts(args)
     backend, tasks = _tasks(args, prompts)
@@ -171,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
     except (UsageError, ValueError) as error:
-        print(f"stg: error: {_one_line(error)}", file=sys.stderr)
+        print(f"stg: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nstg: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - a failed run is one line too
-        print(f"stg: error: the run failed: {type(error).__name__}: {_one_line(error)}", file=sys.stderr)
+        print(f"stg: error: the run failed: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
         return 1
