@@ -7,9 +7,7 @@ sound, where there is any, is AAC, one track per `Track`.
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -24,8 +22,13 @@ from PIL import Image, ImageDraw, ImageFont
 BAND = (18, 18, 18)
 INK = (255, 255, 255)
 # Caption size follows the video width, within bounds that stay legible on a
-# 64-px video and modest on a 1280-px one.
-MIN_FONT, MAX_FONT = 10, 32
+# 64-px video and modest on a 1280-px one; a word too long for its line gets a
+# smaller font, down to SMALLEST_FONT, and is never broken.
+MIN_FONT, MAX_FONT, SMALLEST_FONT = 10, 32, 6
+# Captioned layouts enlarge narrower videos (each pixel repeated, so nothing is
+# blurred) to about this width, so that a caption fits in a few lines above a
+# picture larger than itself, but never past ENLARGED_HEIGHT.
+CAPTIONED_WIDTH, ENLARGED_HEIGHT = 256, 1024
 # Most browsers show GIF frames shorter than 20 ms at 100 ms, so never go below.
 MIN_GIF_MS = 20
 
@@ -78,20 +81,27 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float, audio: Sequence[
 
 
 def caption(frames: np.ndarray, text: str) -> np.ndarray:
-    """Return a copy of the video with `text` in a dark band above the picture."""
+    """Return a copy of the video with `text` in a dark band above the picture, at the video's own size."""
     frames = _checked(frames)
     return _stack_band(frames, _band(text, frames.shape[2]))
 
 
+def enlargement(videos: Sequence[np.ndarray]) -> int:
+    """The whole factor captioned layouts enlarge these videos by: to about CAPTIONED_WIDTH, within ENLARGED_HEIGHT."""
+    width, height = min(v.shape[2] for v in videos), max(v.shape[1] for v in videos)
+    return max(1, min(math.ceil(CAPTIONED_WIDTH / width), ENLARGED_HEIGHT // height))
+
+
 def side_by_side(videos: Sequence[np.ndarray], captions: Sequence[str], gap: int = 4) -> np.ndarray:
-    """Captioned videos left to right, top-aligned, with black gaps between them."""
+    """Captioned videos left to right, top-aligned, with black gaps between them (small ones enlarged, see
+    `enlargement`)."""
     cells = _labelled(videos, captions)
     height = max(cell.shape[1] for cell in cells)
     return _join([_pad(cell, height, cell.shape[2]) for cell in cells], axis=2, gap=gap)
 
 
 def grid(videos: Sequence[np.ndarray], labels: Sequence[str], columns: int | None = None, gap: int = 4) -> np.ndarray:
-    """Captioned videos in rows of `columns` (default ceil(sqrt(n))); empty cells are black."""
+    """Captioned videos in rows of `columns` (default ceil(sqrt(n))), small ones enlarged; empty cells are black."""
     cells = _labelled(videos, labels)
     columns = columns or math.ceil(math.sqrt(len(cells)))
     height = max(cell.shape[1] for cell in cells)
@@ -126,54 +136,8 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
 
 
 def probe(path: str | Path) -> dict:
-    """Codec, pixel format, size, frame count and fps of a file's first video stream.
-
-    Uses ffprobe where installed; otherwise imageio-ffmpeg's bundled ffmpeg,
-    which comes without ffprobe.
-    """
-    return _ffprobe(path) if shutil.which("ffprobe") else _ffmpeg_probe(path)
-
-
-def audio_streams(path: str | Path) -> list[dict]:
-    """Codec, sample rate, channels, duration and title of each sound track of a file, in order (needs ffprobe)."""
-    command = [
-        "ffprobe", "-v", "error", "-select_streams", "a",
-        "-show_entries", "stream=codec_name,sample_rate,channels,duration:stream_tags=handler_name"
-        ":stream_disposition=default",
-        "-of", "json", str(path),
-    ]
-    streams = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)["streams"]
-    return [
-        {
-            "codec": s["codec_name"],
-            "rate": int(s["sample_rate"]),
-            "channels": int(s["channels"]),
-            "duration": float(s["duration"]),
-            "title": s.get("tags", {}).get("handler_name", ""),
-            "default": bool(s["disposition"]["default"]),
-        }
-        for s in streams
-    ]
-
-
-def _ffprobe(path: str | Path) -> dict:
-    command = [
-        "ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
-        "-show_entries", "stream=codec_name,pix_fmt,width,height,nb_read_frames,avg_frame_rate",
-        "-of", "json", str(path),
-    ]
-    stream = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)["streams"][0]
-    return {
-        "codec": stream["codec_name"],
-        "pix_fmt": stream["pix_fmt"],
-        "width": int(stream["width"]),
-        "height": int(stream["height"]),
-        "frames": int(stream["nb_read_frames"]),
-        "fps": float(Fraction(stream["avg_frame_rate"])),
-    }
-
-
-def _ffmpeg_probe(path: str | Path) -> dict:
+    """Codec, pixel format, size, frame count and fps of a file's first video stream, read with imageio-ffmpeg's
+    bundled ffmpeg (no ffprobe needed)."""
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
     reader.close()
@@ -188,6 +152,25 @@ def _ffmpeg_probe(path: str | Path) -> dict:
     }
 
 
+def audio_streams(path: str | Path) -> list[dict]:
+    """Codec, sample rate, channels, duration and title of each sound track of a file, in order (read with PyAV: no
+    ffprobe needed)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [
+            {
+                "codec": stream.codec_context.name,
+                "rate": stream.rate,
+                "channels": stream.layout.nb_channels,
+                "duration": float(stream.duration * stream.time_base),
+                "title": stream.metadata.get("handler_name", ""),
+                "default": bool(stream.disposition & av.stream.Disposition.default),
+            }
+            for stream in container.streams.audio
+        ]
+
+
 def _checked(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
@@ -196,12 +179,14 @@ def _checked(frames: np.ndarray) -> np.ndarray:
 
 
 def _labelled(videos: Sequence[np.ndarray], labels: Sequence[str]) -> list[np.ndarray]:
-    """Caption every video with bands of one common height, so pictures line up."""
+    """Enlarge every video by one factor and caption it, with bands of one common height, so pictures line up."""
     videos = [_checked(video) for video in videos]
     if not videos or len(videos) != len(labels):
         raise ValueError(f"need one label per video, got {len(videos)} videos and {len(labels)} labels")
     if len({len(video) for video in videos}) != 1:
         raise ValueError(f"videos differ in frame count: {[len(video) for video in videos]}")
+    factor = enlargement(videos)
+    videos = [video.repeat(factor, axis=1).repeat(factor, axis=2) for video in videos]
     bands = [_band(label, video.shape[2]) for video, label in zip(videos, labels)]
     height = max(band.shape[0] for band in bands)
     bands = [np.concatenate([band, _fill(height - band.shape[0], band.shape[1])]) for band in bands]
@@ -209,13 +194,11 @@ def _labelled(videos: Sequence[np.ndarray], labels: Sequence[str]) -> list[np.nd
 
 
 def _band(text: str, width: int) -> np.ndarray:
-    """Render `text` centred in a dark band `width` wide, wrapped to fit, of even height."""
-    size = min(MAX_FONT, max(MIN_FONT, round(width / 24)))
-    font = ImageFont.load_default(size=size)
-    lines = _wrap(text, font, width - size)
+    """Render `text` centred in a dark band `width` wide, wrapped between words, of even height."""
+    font, lines = caption_lines(text, width)
     ascent, descent = font.getmetrics()
     line_height = ascent + descent
-    margin = max(2, size // 3)
+    margin = max(2, font.size // 3)
     height = len(lines) * line_height + 2 * margin
     image = Image.fromarray(_fill(height + height % 2, width))
     draw = ImageDraw.Draw(image)
@@ -224,24 +207,30 @@ def _band(text: str, width: int) -> np.ndarray:
     return np.asarray(image)
 
 
+def caption_lines(text: str, width: int) -> tuple[ImageFont.FreeTypeFont, list[str]]:
+    """The font and lines of a caption `width` pixels wide: the size follows the width, smaller where a word would
+    not fit on a line; lines break between words only."""
+    size = min(MAX_FONT, max(MIN_FONT, round(width / 20)))
+    words = text.split() or [""]
+    while True:
+        font = ImageFont.load_default(size=size)
+        room = width - size
+        if size == SMALLEST_FONT or max(font.getlength(word) for word in words) <= room:
+            return font, _wrap(text, font, room)
+        size -= 1
+
+
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
-    """Greedy word wrap; a word wider than the line is broken between letters."""
+    """Greedy word wrap; a word wider than the line stands alone on it."""
     lines = []
     for paragraph in text.splitlines() or [""]:
         line = ""
         for word in paragraph.split():
             candidate = f"{line} {word}".strip()
-            if font.getlength(candidate) <= width:
-                line = candidate
-                continue
-            if line:
+            if line and font.getlength(candidate) > width:
                 lines.append(line)
-            line = ""
-            for letter in word:
-                if line and font.getlength(line + letter) > width:
-                    lines.append(line)
-                    line = ""
-                line += letter
+                candidate = word
+            line = candidate
         lines.append(line)
     return lines
 

@@ -58,9 +58,11 @@ def test_single_frame_mp4(tmp_path):
     assert read_video(path)[0].shape == (1, 32, 32, 3)
 
 
-def test_probe_without_ffprobe_agrees(tmp_path):
-    path = write_mp4(smooth_clip(7, 31, 40), tmp_path / "clip.mp4", fps=12)
-    assert video._ffmpeg_probe(path) == video._ffprobe(path)
+def test_probes_need_no_ffprobe(tmp_path, monkeypatch):
+    path = write_mp4(smooth_clip(7, 31, 40), tmp_path / "clip.mp4", fps=12, audio=[Track(tone(440, 0.3), 8000, "CFG")])
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffprobe, nor any other program, to be found
+    assert probe(path) == {"codec": "h264", "pix_fmt": "yuv420p", "width": 40, "height": 32, "frames": 7, "fps": 12.0}
+    assert [(s["codec"], s["title"]) for s in audio_streams(path)] == [("aac", "CFG")]
 
 
 def tone(hertz: float, seconds: float, rate: int = 8000) -> np.ndarray:
@@ -117,16 +119,44 @@ def test_long_caption_wraps_within_width():
     assert long.shape[1] % 2 == 0
 
 
+LABELS = ["CFG: w 3", "CFG + STG: w 3, s 1, stg-a, block 2, rescale 0.7",
+          "CFG + STG: w 12.5, s 2.25, stg-r, blocks 0, 1, 2, 3, steps 0.25-0.75, rescale 0.35"]
+
+
+@pytest.mark.parametrize("width,height", [(32, 32), (64, 32), (32, 256), (256, 32), (96, 64), (768, 512), (1280, 1024)])
+def test_captions_stay_readable_at_every_size(width, height):
+    """Captions never break a word, keep a readable font, and stand above a picture at least as tall as they are."""
+    factor = video.enlargement([noise(1, height, width)])
+    picture = height * factor
+    assert width * factor >= min(video.CAPTIONED_WIDTH, width * (video.ENLARGED_HEIGHT // height))
+    for label in LABELS:
+        font, lines = video.caption_lines(label, width * factor)
+        assert " ".join(lines).split() == label.split()  # whole words, in order
+        assert all(font.getlength(line) <= width * factor - font.size for line in lines)
+        assert font.size >= video.MIN_FONT
+        out = side_by_side([noise(2, height, width), noise(2, height, width, seed=1)], ["CFG: w 3", label])
+        assert out.shape[1] - picture <= max(picture, 64), (out.shape, picture)
+
+
+def test_a_word_too_long_for_its_line_gets_a_smaller_font_not_a_break():
+    font, lines = video.caption_lines("block spatiotemporal-skip-guidance-everywhere", 128)
+    assert lines == ["block", "spatiotemporal-skip-guidance-everywhere"] and font.size < video.MIN_FONT
+
+
 def test_side_by_side_width_and_bands():
     a, b = noise(5, 32, 64, seed=1), noise(5, 48, 80, seed=2)
+    factor = video.enlargement([a, b])
+    assert factor == 4  # the narrower video to the captioned width, 256 px
     out = side_by_side([a, b], ["CFG", "CFG + STG"], gap=4)
     assert out.shape[0] == 5
-    assert out.shape[2] == 64 + 4 + 80
-    band = out.shape[1] - 48
-    np.testing.assert_array_equal(out[:, band : band + 32, :64], a)
-    np.testing.assert_array_equal(out[:, band:, 68:], b)
-    assert (out[:, band + 32 :, :64] == 0).all()  # shorter video padded below
-    assert (out[:, :, 64:68] == 0).all()  # the gap
+    assert out.shape[2] == (64 + 80) * factor + 4
+    band = out.shape[1] - 48 * factor
+    np.testing.assert_array_equal(out[:, band : band + 32 * factor : factor, : 64 * factor : factor], a)
+    np.testing.assert_array_equal(out[:, band::factor, 64 * factor + 4 :: factor], b)
+    assert (out[:, band + 32 * factor :, : 64 * factor] == 0).all()  # shorter video padded below
+    assert (out[:, :, 64 * factor : 64 * factor + 4] == 0).all()  # the gap
+    large = [noise(1, 256, 320, seed=3), noise(1, 256, 320, seed=4)]
+    assert side_by_side(large, ["CFG", "CFG + STG"]).shape[2] == 2 * 320 + 4  # large enough: not enlarged
 
 
 def test_side_by_side_needs_equal_frame_counts():
@@ -138,11 +168,13 @@ def test_side_by_side_needs_equal_frame_counts():
 
 def test_grid_shape_and_empty_cell():
     videos = [noise(2, 32, 48, seed=s) for s in range(3)]
+    factor = video.enlargement(videos)
+    width = 48 * factor
     out = grid(videos, ["a", "b", "c"], gap=2)
-    cell = caption(videos[0], "a").shape[1]
-    assert out.shape == (2, 2 * cell + 2, 2 * 48 + 2, 3)
-    assert (out[:, cell + 2 :, 50:] == 0).all()
-    assert grid(videos, ["a", "b", "c"], columns=3, gap=2).shape == (2, cell, 3 * 48 + 4, 3)
+    cell = caption(videos[0].repeat(factor, axis=1).repeat(factor, axis=2), "a").shape[1]
+    assert out.shape == (2, 2 * cell + 2, 2 * width + 2, 3)
+    assert (out[:, cell + 2 :, width + 2 :] == 0).all()
+    assert grid(videos, ["a", "b", "c"], columns=3, gap=2).shape == (2, cell, 3 * width + 4, 3)
 
 
 def test_gif_loops_with_every_frame(tmp_path):
