@@ -20,6 +20,7 @@ import sys
 import torch
 
 import stg
+from stg.quiet import cannot_load, quiet_libraries
 
 DEFAULT_MODEL = "ltx-video"
 FALLBACK_MODEL = "tiny"  # runs anywhere, offline: what the app shows when the default model cannot run
@@ -38,27 +39,32 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_backend(model: str | None = None, offload: bool = False, fp8: bool = False) -> tuple[stg.Backend, str]:
-    """The one backend, and why the fallback model stands in for the default one ("" if it does not)."""
+    """The one backend, and why the fallback model stands in for the default one ("" if it does not). A model that
+    was asked for and cannot load ends the app with one line saying why."""
     device = "cuda" if ON_ZERO_GPU else None  # ZeroGPU: weights go to cuda at import, the GPU comes per call
     if model:
-        return stg.Backend.load(model, device=device, offload=offload, fp8=fp8), ""
+        try:
+            return stg.Backend.load(model, device=device, offload=offload, fp8=fp8), ""
+        except ValueError as error:  # an unknown preset, folder or pipeline
+            raise SystemExit(f"STG Studio: {error}") from None
+        except Exception as error:  # the hub out of reach, a folder without weights, not enough memory, ...
+            offline = f"--model {FALLBACK_MODEL} runs offline"
+            raise SystemExit(f"STG Studio: {cannot_load(model, error)}; {offline}") from None
     if not (ON_ZERO_GPU or torch.cuda.is_available()):
         reason = f"no GPU found, so {DEFAULT_MODEL} is not loaded"
     else:
         try:
             return stg.Backend.load(DEFAULT_MODEL, device=device, offload=offload, fp8=fp8), ""
-        except Exception as error:  # hub unreachable, not enough memory, ...
-            reason = f"{DEFAULT_MODEL} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        except Exception as error:
+            reason = cannot_load(DEFAULT_MODEL, error)
     backend = stg.Backend.load(FALLBACK_MODEL)
     print(f"STG Studio: {reason}; using the offline {FALLBACK_MODEL} model ({backend.preset.title}).", flush=True)
     return backend, reason
 
 
 ARGS = parse_args(sys.argv[1:])
-try:
-    BACKEND, FALLBACK_REASON = load_backend(ARGS.model or os.environ.get("STG_MODEL") or None, ARGS.offload, ARGS.fp8)
-except ValueError as error:  # an unknown preset, folder or pipeline: say so in one line
-    raise SystemExit(f"STG Studio: {error}") from None
+quiet_libraries()
+BACKEND, FALLBACK_REASON = load_backend(ARGS.model or os.environ.get("STG_MODEL") or None, ARGS.offload, ARGS.fp8)
 demo = build_demo(BACKEND, FALLBACK_REASON)
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """Fixtures that start the app (the offline tiny model, served on 127.0.0.1 on a free port) and watch its GPU runs:
-a log of how each ended, and faults injected into them."""
+a log of how each ended, and faults injected into them; and app.py started as a process, as a user starts it."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -32,6 +36,9 @@ COMPARE_PARAMETERS = [
 ]
 GENERATE_PARAMETERS = [n for n in COMPARE_PARAMETERS if n not in ("cfg_scale", "cfg_rescale")]
 SWEEP_PARAMETERS = ["candidate_blocks" if n == "stg_blocks" else n for n in COMPARE_PARAMETERS]
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -81,6 +88,34 @@ def client(server, tmp_path):
     from gradio_client import Client
 
     return Client(server, verbose=False, download_files=str(tmp_path / "downloads"))
+
+
+# -- app.py as a process ---------------------------------------------------------------------------
+def app_process(*args, cwd, **env) -> subprocess.Popen:
+    """`python app.py ARGS` in cwd, offline, its output (stdout and stderr) in one pipe; env=None removes a variable."""
+    environment = {**os.environ, "STG_MODEL": "", "HF_HUB_OFFLINE": "1", **env}
+    environment = {name: value for name, value in environment.items() if value is not None}
+    return subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=cwd, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@contextmanager
+def served(model: str, cwd, **env):
+    """`python app.py --model MODEL` serving on a free port in cwd: yields its URL and its log, whose `text` is all
+    of it once the app has ended (on leaving)."""
+    port = free_port()
+    process = app_process("--model", model, "--port", str(port), cwd=cwd, **env)
+    log = SimpleNamespace(text="")
+    try:
+        for line in process.stdout:  # up to the line that says where it listens
+            log.text += line
+            if "Running on local URL" in line:
+                break
+        assert process.poll() is None, log.text
+        yield f"http://127.0.0.1:{port}/", log
+    finally:
+        process.terminate()
+        log.text += process.communicate(timeout=60)[0]
 
 
 # -- the app's GPU runs ----------------------------------------------------------------------------

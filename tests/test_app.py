@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client.exceptions import AppError
 
-from conftest import COMPARE_PARAMETERS, GENERATE_PARAMETERS, SMALL
+from conftest import COMPARE_PARAMETERS, GENERATE_PARAMETERS, SMALL, app_process, served
 from stg import video
 
 GAP = 4
@@ -44,8 +46,9 @@ def test_compare_returns_three_playable_videos(client, backend):
         assert info["fps"] == 12
     info = video.probe(_path(both))
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["frames"] == 9
-    assert info["width"] == 2 * 64 + GAP  # the two panels and the gap between them
-    assert info["height"] > 32  # captions above the pictures
+    factor = video.enlargement([np.zeros((1, 32, 64, 3), np.uint8)])
+    assert info["width"] == 2 * 64 * factor + GAP  # the two panels, enlarged for their captions, and the gap
+    assert info["height"] > 32 * factor  # captions above the pictures
     frames, _ = video.read_video(_path(both))
     assert frames.shape == (9, info["height"], info["width"], 3)
 
@@ -83,6 +86,20 @@ def test_bad_blocks_are_refused_and_the_next_request_works(client, backend):
     assert video.probe(_path(cfg))["frames"] == 9 and seed == 3
 
 
+def test_side_by_side_captions_stay_readable_at_the_smallest_size(client):
+    """At 32 x 32 the pictures are enlarged (pixels repeated) and the caption band is shorter than they are."""
+    *_, both, settings_path, _ = client.predict("a red fox", stg_blocks="1, 2", **{**SMALL, "width": 32},
+                                                api_name="/compare")
+    frames, _ = video.read_video(_path(both))
+    factor = video.enlargement([np.zeros((1, 32, 32, 3), np.uint8)])
+    assert 32 * factor >= video.CAPTIONED_WIDTH and frames.shape[2] == 2 * 32 * factor + GAP
+    band = frames.shape[1] - 32 * factor
+    assert 0 < band < 32 * factor / 2, frames.shape
+    for panel in json.loads(Path(settings_path).read_text())["panels"]:
+        _, lines = video.caption_lines(panel["label"], 32 * factor)
+        assert " ".join(lines).split() == panel["label"].split()  # no word broken
+
+
 def test_generate_makes_one_panel(client):
     path, settings_path, seed = client.predict("a blue whale swims in the ocean", seed=11, stg_scale=0.5,
                                                **SMALL, api_name="/generate")
@@ -91,6 +108,42 @@ def test_generate_makes_one_panel(client):
     settings = json.loads(Path(settings_path).read_text())
     assert seed == 11 and len(settings["panels"]) == 1
     assert settings["panels"][0]["guidance"]["stg_scale"] == 0.5
+
+
+def test_generate_means_what_the_compare_panels_mean(client, backend):
+    """/generate is the CFG + STG column: stg_scale 0 keeps its rescale, and with rescale 0 too it is the CFG panel's
+    video; stg_cfg_scale follows cfg_scale on /compare, as --stg-cfg-scale follows --cfg-scale."""
+    *_, settings_path, _ = client.predict("a red fox", seed=3, cfg_scale=4, **SMALL, api_name="/compare")
+    cfg_panel, stg_panel = json.loads(Path(settings_path).read_text())["panels"]
+    assert cfg_panel["guidance"]["cfg_scale"] == stg_panel["guidance"]["cfg_scale"] == 4
+
+    def generate(**settings):
+        _, settings_path, _ = client.predict("a red fox", seed=3, stg_cfg_scale=4, stg_scale=0, **settings, **SMALL,
+                                             api_name="/generate")
+        (panel,) = json.loads(Path(settings_path).read_text())["panels"]
+        return panel
+
+    # The same guidance, so the same video (one panel alone or beside another: test_engine holds them equal).
+    alone, rescaled = generate(rescale=0), generate()
+    used = lambda panel: {k: panel["guidance"][k] for k in ("cfg_scale", "stg_scale", "rescale")}  # noqa: E731
+    assert used(alone) == used(cfg_panel) and alone["label"] == cfg_panel["label"] == "CFG: w 4"
+    rescale = backend.preset.defaults["rescale"]
+    assert used(rescaled) == {**used(cfg_panel), "rescale": rescale} and rescale > 0
+    assert rescaled["label"] == f"CFG: w 4, rescale {rescale:g}"
+
+
+def test_the_readme_http_example_runs_on_the_model_the_readme_commands_give(server, backend, tmp_path, monkeypatch):
+    """The README's set-up commands give the offline model on a machine without a GPU: its API example runs there."""
+    from stg import inputs
+
+    text = inputs.README.read_text()
+    example = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "gradio_client" in block)
+    assert 'Client("http://127.0.0.1:7860/")' in example
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(example.replace("http://127.0.0.1:7860/", server), scope)
+    assert all(Path(scope[name]).stat().st_size > 0 for name in ("cfg", "stg", "both", "video"))
+    assert json.loads(Path(scope["settings"]).read_text())["model"] == backend.model
 
 
 def test_same_seed_same_frames_and_none_seed_is_random(client):
@@ -157,3 +210,34 @@ def test_a_model_with_sound_gives_each_panel_its_own(app_module, tmp_path, monke
     assert titles == [["CFG"], ["CFG + STG"], ["CFG", "CFG + STG"]]
     guidance = json.loads(Path(settings).read_text())["panels"][0]["guidance"]
     assert (guidance["modality_scale"], guidance["audio_cfg_scale"]) == (3.0, 7.0)
+
+
+def test_an_image_to_video_model_suggests_its_full_size_model():
+    import stg
+    from webapp.texts import banner_markdown
+
+    assert "`--model ltx-video-i2v`" in banner_markdown(stg.Backend.load("tiny-i2v"))
+
+
+# -- app.py as a process ---------------------------------------------------------------------------
+@pytest.mark.parametrize("model, line", [
+    ("ltx-video", r"STG Studio: cannot load 'ltx-video': OSError: .*; --model tiny runs offline"),
+    ("no-such-model", r"STG Studio: model: 'no-such-model' is neither a preset .* nor a loadable .*"),
+])
+def test_a_model_that_cannot_load_ends_the_app_in_one_line(model, line, tmp_path):
+    process = app_process("--model", model, cwd=tmp_path, HF_HOME=str(tmp_path / "hub"))  # an empty hub cache
+    output, _ = process.communicate(timeout=300)
+    lines = [text for text in output.splitlines() if text.strip()]
+    assert process.returncode == 1 and len(lines) == 1 and re.fullmatch(line, lines[0]), output
+
+
+def test_the_server_log_says_what_matters_and_no_more(tmp_path):
+    """No library deprecation notes or loading bars when the app starts, no progress bars when it runs."""
+    from gradio_client import Client
+
+    with served("tiny", tmp_path) as (url, log):
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        client.predict("a red fox", **SMALL, api_name="/compare")
+    assert "Running on local URL" in log.text
+    for noise in ("Warning", "Loading", "it/s", "Traceback"):
+        assert noise not in log.text, log.text

@@ -5,8 +5,11 @@ STG_SCREENSHOT=assets/screenshot.png also writes the page's screenshot there (th
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -99,43 +102,151 @@ def test_bad_input_on_the_page_names_the_field(server, page, backend):
     assert "Traceback" not in page.locator("body").inner_text()
 
 
-def test_stop_button_stops_within_a_step_and_the_next_run_works(server, page, runs, faults):
-    import time
+def _wait_for_run(gpu, runs_before: int = 0, timeout: float = 30):
+    """Until the GPU runner holds a run (the request got through the queue)."""
+    deadline = time.monotonic() + timeout
+    while not gpu.CONTROLS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gpu.CONTROLS, "no run started"
 
+
+def _level(page, *ids) -> list[float]:
+    return [page.locator(f"#{i}").bounding_box()["y"] for i in ids]
+
+
+def test_a_run_shows_its_progress_by_the_buttons_stops_with_a_word_and_errors_leave_no_trace(server, page, runs,
+                                                                                              faults, backend):
     from webapp import gpu
 
     page.goto(server)
+    page.get_by_text("Advanced").nth(1).click()  # the CFG + STG column's: the videos must stay level anyway
+    blocks = page.get_by_label(f"Blocks (this model has {backend.depth}: 0-{backend.depth - 1})")
+    blocks.wait_for(state="visible")
     page.get_by_label("Prompt", exact=True).fill("a red fox")
     faults.step_delay = 0.5  # each step half a second slower, as on a slow GPU
     begun = time.monotonic()
     page.get_by_role("button", name="Generate").click()
-    deadline = time.monotonic() + 30
-    while not gpu.CONTROLS and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.8)  # into the run
+    _wait_for_run(gpu)
+
+    # Progress: step i of N and the time left, beside the buttons, within the first screen (1360 x 900).
+    status = page.locator("#run-status")
+    status.get_by_text(re.compile(r"Step \d+ of \d+, about \d+ s left")).wait_for(timeout=30_000)
+    box = status.bounding_box()
+    assert box["y"] + box["height"] <= 900, box
+
     stopped_at = time.monotonic()
     page.get_by_role("button", name="Stop").click()
-    while time.monotonic() < deadline:
-        records = [r for r in runs if r.started >= begun]
-        if records:
-            break
+    status.get_by_text(re.compile(r"Stopped after step \d+ of \d+: no video was made")).wait_for(timeout=10_000)
+    deadline = time.monotonic() + 30
+    while not [r for r in runs if r.started >= begun] and time.monotonic() < deadline:
         time.sleep(0.05)
-    record = records[-1]
+    record = [r for r in runs if r.started >= begun][-1]
     assert record.status == "stopped" and record.step < record.steps, record
     assert record.released - stopped_at < 2 * 0.5 + 0.5, record
+    seed_used = page.get_by_label("Seed used")
+    assert seed_used.input_value() == "" and seed_used.get_attribute("placeholder") == "no video yet"
+    assert page.evaluate(STATE, "cfg-video") is None  # no video of the stopped run, nor of any before
+
     faults.step_delay = 0.0
+    blocks.fill(str(backend.depth + 5))
+    blocks.blur()
+    page.get_by_role("button", name="Generate").click()
+    page.locator(".toast-body").get_by_text(f"stg_blocks [{backend.depth + 5}] out of range").wait_for(timeout=30_000)
+    status.get_by_text("Error").wait_for()  # the error's mark stands by the buttons, not on the videos
+    for panel in ("cfg-video", "stg-video", "both-video"):
+        assert page.locator(f"#{panel}").get_by_text("Error").count() == 0
+
+    blocks.fill("1")
+    blocks.blur()
+    page.get_by_label("Negative prompt").fill("")  # a cleared box: no negative prompt, not the preset's
     page.get_by_role("button", name="Generate").click()
     for panel in ("cfg-video", "stg-video"):
         page.wait_for_function(PLAYING, arg=[panel, 0], timeout=120_000)
+    assert page.locator("#run-status").get_by_text("Error").count() == 0
+    assert _settings_file(page)["negative_prompt"] == ""
+    cfg_top, stg_top = _level(page, "cfg-video", "stg-video")
+    assert abs(cfg_top - stg_top) < 2, (cfg_top, stg_top)  # level, though only one column's Advanced is open
+    page.screenshot(path=str(Path(os.environ.get("STG_PAGE_SHOTS", "/tmp")) / "stg-studio-level.png"), full_page=True)
 
 
-def test_an_example_prompt_runs_and_is_cached(server, page):
+def test_the_settings_preset_says_custom_and_examples_show_their_settings(server, page, backend):
     page.goto(server)
+    recipe = page.get_by_label("Settings preset")
+    steps = page.get_by_label("number input for Steps")
+    recipe.click()
+    page.get_by_role("option", name="Quick preview").click()
+    page.wait_for_function("() => document.querySelector('input[aria-label=\"number input for Steps\"]').value == "
+                           f"'{backend.preset.scaled(steps=0.25, frames=0)['steps']}'")
+    steps.fill("3")
+    steps.press("Enter")
+    page.wait_for_function("() => document.querySelector('input[aria-label=\"Settings preset\"]').value == 'Custom'")
+    cfg_w, stg_w = page.get_by_label("number input for Guidance scale w").all()
+    cfg_w.fill("4.5")
+    cfg_w.press("Enter")
+    page.wait_for_function("() => document.querySelectorAll('input[aria-label=\"number input for Guidance scale w\"]')"
+                           "[1].value == '4.5'")  # the CFG + STG panel's w follows the CFG panel's
+
+    # Clicking an example sets every control to what its (cached) videos were made with, the seed too.
+    page.get_by_label("Randomize seed").uncheck()
+    page.get_by_label("Seed", exact=True).fill("5")
     page.get_by_text("A cat walks on the grass, realistic style.").click()
-    for panel in ("cfg-video", "stg-video", "both-video"):
+    for panel in ("cfg-video", "stg-video"):
         page.wait_for_function(PLAYING, arg=[panel, 0], timeout=120_000)
-    assert page.get_by_label("Prompt", exact=True).input_value() == "A cat walks on the grass, realistic style."
-    page.locator("#stg-figures").get_by_text("vs CFG").first.wait_for(timeout=30_000)  # figures of a cached example too
+    defaults = backend.preset.defaults
+    assert page.get_by_label("Seed", exact=True).input_value() == "0"
+    assert steps.input_value() == str(defaults["steps"])
+    assert page.get_by_label("number input for Frames", exact=True).input_value() == str(defaults["num_frames"])
+    page.wait_for_function("() => document.querySelector('input[aria-label=\"Settings preset\"]').value == "
+                           "'Official recipe'")
+    settings = _settings_file(page)
+    assert (settings["seed"], settings["steps"], settings["num_frames"]) == (0, defaults["steps"],
+                                                                             defaults["num_frames"])
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_is_pointed_out(server, page, backend):
+    long_prompt = max(backend.preset.examples, key=len)
+    tokens, limit = backend.prompt_tokens(long_prompt)
+    assert tokens > limit  # the example is long enough to show it
+    page.goto(server)
+    prompt = page.get_by_label("Prompt", exact=True)
+    prompt.fill(long_prompt)
+    note = page.locator("#prompt-note")
+    note.get_by_text(f"This prompt is {tokens} tokens long, and the model's text encoder reads the first {limit}") \
+        .wait_for(timeout=10_000)
+    ignored = note.inner_text().split("from “")[1].split("”")[0].removesuffix(" …")
+    assert ignored and ignored in long_prompt and not long_prompt.startswith(ignored)
+    prompt.fill("a red fox")
+    page.wait_for_function("() => document.querySelector('#prompt-note').innerText.trim() === ''")
+
+
+def _settings_file(page) -> dict:
+    link = page.locator("#settings-file a").first
+    link.wait_for(timeout=30_000)
+    return json.loads(page.request.get(link.get_attribute("href")).text())
+
+
+def test_cached_examples_belong_to_the_model_that_made_them(page, tmp_path):
+    """`python app.py` three times in one folder (Gradio's example cache is ./.gradio/cached_examples): the tiny
+    model makes and caches its example; the image-to-video model does not play it, and its example only fills in
+    the prompt (the first frame is the user's); the tiny model again plays it from its cache."""
+    from conftest import served
+
+    example = "A cat walks on the grass, realistic style."
+    env = {"GRADIO_EXAMPLES_CACHE": None}  # Gradio's default folder, in the working directory
+    for model, cached in (("tiny", False), ("tiny-i2v", None), ("tiny", True)):
+        with served(model, tmp_path, **env) as (url, log):
+            page.goto(url)
+            page.get_by_text(example).click()
+            if cached is None:
+                page.wait_for_function("(text) => document.querySelector('textarea').value === text", arg=example)
+                page.wait_for_timeout(3000)
+                assert page.evaluate(STATE, "stg-video") is None  # no video: not the other model's
+            else:
+                page.wait_for_function(PLAYING, arg=["stg-video", 0], timeout=120_000)
+                settings = _settings_file(page)
+                assert (settings["model"], settings["prompt"]) == (model, example)
+        assert ("Caching examples at" in log.text) == (cached is False), log.text
+    assert [p.name.split("-")[0] for p in (tmp_path / ".gradio" / "cached_examples").iterdir()] == ["tiny"]
 
 
 def test_block_explorer_plays_its_grid_and_a_row_click_sets_the_blocks(server, page, backend):
@@ -146,13 +257,7 @@ def test_block_explorer_plays_its_grid_and_a_row_click_sets_the_blocks(server, p
     explorer_prompt.wait_for()
     page.wait_for_function("() => document.querySelector('#explorer-settings') !== null")
     assert explorer_prompt.input_value() == "a red fox jumps over a log"  # brought over from the Compare tab
-    page.get_by_label("Candidate blocks").fill("1, 2")
-    steps = page.locator("#explorer-settings").get_by_label("number input for Steps")
-    steps.fill("2")
-    steps.press("Enter")
-    page.get_by_role("button", name="Explore").click()
-
-    page.wait_for_function(PLAYING, arg=["grid-video", 0], timeout=120_000)
+    _explore(page, "1, 2")
     first = page.evaluate(STATE, "grid-video")
     assert first["width"] > 2 * 32 and first["height"] > 2 * 32, first  # 3 cells in a 2 x 2 grid
     page.wait_for_function(PLAYING, arg=["grid-video", first["time"]], timeout=10_000)
@@ -169,3 +274,36 @@ def test_block_explorer_plays_its_grid_and_a_row_click_sets_the_blocks(server, p
     blocks = page.get_by_label(f"Blocks (this model has {backend.depth}: 0-{backend.depth - 1})")
     blocks.wait_for(state="visible")
     assert blocks.input_value() == "2"
+
+
+def test_stopping_the_explorer_leaves_no_earlier_grid_beside_the_new_settings(server, page, runs, faults):
+    from webapp import gpu
+
+    page.goto(server)
+    page.get_by_role("tab", name="Block explorer").click()
+    page.get_by_label("Prompt to explore").fill("a red fox")
+    _explore(page, "1")
+    page.locator("#sweep-table").get_by_role("gridcell", name="block 1", exact=True).wait_for()
+
+    faults.step_delay = 0.5
+    page.get_by_label("Candidate blocks").fill("2, 3")
+    page.get_by_role("button", name="Explore").click()
+    _wait_for_run(gpu)
+    status = page.locator("#explore-status")
+    status.get_by_text(re.compile(r"Step \d+ of \d+")).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Stop").click()
+    status.get_by_text(re.compile(r"Stopped after step \d+ of \d+: no video was made")).wait_for(timeout=10_000)
+    page.wait_for_timeout(1500)  # anything Gradio would put back after the cancel has come by now
+    assert page.evaluate(STATE, "grid-video") is None
+    assert page.locator("#sweep-table").get_by_role("gridcell", name="block 1", exact=True).count() == 0
+    assert page.get_by_label("Seed of this grid").input_value() == ""
+
+
+def _explore(page, blocks: str) -> None:
+    """Explore these blocks in 2 steps, until the grid plays."""
+    page.get_by_label("Candidate blocks").fill(blocks)
+    steps = page.locator("#explorer-settings").get_by_label("number input for Steps")
+    steps.fill("2")
+    steps.press("Enter")
+    page.get_by_role("button", name="Explore").click()
+    page.wait_for_function(PLAYING, arg=["grid-video", 0], timeout=120_000)

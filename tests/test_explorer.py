@@ -47,11 +47,11 @@ def test_sweep_returns_a_playable_grid_the_table_and_its_csv(client):
     cells = [np.zeros((9, 32, 64, 3), np.uint8)] * 3
     expected = video.grid(cells, [p["label"] for p in settings["panels"]]).shape
     assert (info["height"], info["width"]) == (expected[1] + expected[1] % 2, expected[2] + expected[2] % 2)
-    columns = math.ceil(math.sqrt(3))
-    assert info["width"] == columns * 64 + (columns - 1) * 4 and info["height"] > 2 * 32
+    columns, factor = math.ceil(math.sqrt(3)), video.enlargement(cells)
+    assert info["width"] == columns * 64 * factor + (columns - 1) * 4 and info["height"] > 2 * 32 * factor
     frames, _ = video.read_video(grid)
     assert frames.shape == (9, info["height"], info["width"], 3)
-    assert frames[:, -32:, -64:].max() < 20  # the fourth cell is empty (black)
+    assert frames[:, -32 * factor:, -64 * factor:].max() < 20  # the fourth cell is empty (black)
 
     # The table: the CFG row, then one row per candidate, with the figures of the settings JSON.
     assert table["headers"] == ["block", "label", *FIGURES]

@@ -83,54 +83,89 @@ def _run_record(runs, after: float, timeout: float = 30):
 
 
 # -- bad input -------------------------------------------------------------------------------------
+# Hostile values of every field, as gradio_client sends them (JSON types), each with the message it must get: the
+# field's name and what it allows. Raw requests below send what a JSON client cannot (NaN, infinity).
 BAD = [
-    (dict(prompt=""), r"prompt must be a non-empty text"),
-    (dict(prompt="   \n "), r"prompt must be a non-empty text"),
+    (dict(prompt=""), r"prompt must be a text with at least one visible character, got ''"),
+    (dict(prompt="   \n "), r"prompt must be a text with at least one visible character"),
+    (dict(prompt="\u200b"), r"prompt must be a text with at least one visible character"),
+    (dict(prompt="\x00"), r"prompt must not contain control characters, got '\\x00' at position 0"),
+    (dict(prompt="a fox\x1b[2J"), r"prompt must not contain control characters, got '\\x1b' at position 5"),
     (dict(prompt="a " * 1500), r"prompt is too long: at most 2000 characters"),
-    (dict(negative_prompt="x" * 2001), r"negative_prompt must be a text of at most 2000"),
+    (dict(prompt=["a fox"]), r"prompt must be a text of at most 2000 characters, got \['a fox'\]"),
+    (dict(negative_prompt="x" * 2001), r"negative_prompt is too long: at most 2000 characters, got 2001"),
+    (dict(negative_prompt="\x07"), r"negative_prompt must not contain control characters"),
+    (dict(negative_prompt=5), r"negative_prompt must be a text of at most 2000 characters, got 5"),
     (dict(stg_mode="stg-x"), r"stg_mode must be one of stg-r, stg-a"),
     (dict(stg_blocks="two"), r"stg_blocks must be block numbers.*0-3"),
     (dict(stg_blocks="1.5"), r"stg_blocks must be block numbers"),
+    (dict(stg_blocks="-1"), r"stg_blocks must be block numbers"),
     (dict(stg_blocks="2, 9"), r"stg_blocks \[9\] out of range.*allowed 0-3"),
-    (dict(stg_scale=-1.0), r"stg_scale must be a number in \[0, 10\]"),
-    (dict(cfg_scale=-0.5), r"cfg_scale must be a number in \[0, 20\]"),
-    (dict(rescale=1.5), r"rescale must be a number in \[0, 1\]"),
-    (dict(cfg_rescale=-0.1), r"cfg_rescale must be a number in \[0, 1\]"),
-    (dict(steps=0), r"steps must be an integer in \[2, 50\]"),
+    (dict(stg_blocks=","), r"stg_blocks must be block numbers separated by commas"),
+    (dict(stg_blocks="\u0661"), r"stg_blocks must be block numbers separated by commas"),
+    (dict(stg_blocks="\uff12"), r"stg_blocks must be block numbers separated by commas"),
+    (dict(stg_blocks="1" * 5000), r"stg_blocks 11111111\.\.\. \(5000 digits\) out of range: this model has 4 blocks"),
+    (dict(stg_blocks=True), r"stg_blocks must be block numbers separated by commas.*got True"),
+    (dict(stg_scale=-1.0), r"stg_scale must be a finite number in \[0, 10\], got -1.0"),
+    (dict(stg_scale=15), r"stg_scale must be a finite number in \[0, 10\], got 15"),
+    (dict(cfg_scale=0.5), r"cfg_scale must be a finite number in \[1, 20\], got 0.5"),
+    (dict(cfg_scale=50), r"cfg_scale must be a finite number in \[1, 20\], got 50"),
+    (dict(stg_cfg_scale=0), r"stg_cfg_scale must be a finite number in \[1, 20\], got 0"),
+    (dict(cfg_scale=True), r"cfg_scale must be a finite number in \[1, 20\], got True"),
+    (dict(rescale=1.5), r"rescale must be a finite number in \[0, 1\], got 1.5"),
+    (dict(cfg_rescale=-0.1), r"cfg_rescale must be a finite number in \[0, 1\]"),
+    (dict(steps=0), r"steps must be an integer in \[2, 50\], got 0"),
     (dict(steps=500), r"steps must be an integer in \[2, 50\]"),
+    (dict(steps=2.5), r"steps must be an integer in \[2, 50\], got 2.5"),
     (dict(steps="many"), r"steps must be an integer"),
+    (dict(steps=[2]), r"steps must be an integer"),
     (dict(num_frames=10), r"num_frames must be of the form 8n\+1 in \[9, 49\]"),
     (dict(num_frames=97), r"num_frames must be of the form 8n\+1 in \[9, 49\]"),
     (dict(height=48), r"height must be a multiple of 32 in \[32, 256\]"),
+    (dict(height=32.5), r"height must be a multiple of 32 in \[32, 256\], got 32.5"),
     (dict(width=4096), r"width must be a multiple of 32 in \[32, 256\]"),
     (dict(fps=0), r"fps must be a number in \[1, 60\]"),
+    (dict(fps=True), r"fps must be a number in \[1, 60\], got True"),
     (dict(seed=-1), r"seed must be an integer in \[0, 4294967295\]"),
     (dict(seed=2**40), r"seed must be an integer in \[0, 4294967295\]"),
+    (dict(seed=True), r"seed must be an integer in \[0, 4294967295\], got True"),
+    (dict(seed=2.5), r"seed must be an integer in \[0, 4294967295\], got 2.5"),
+    (dict(seed="7"), r"seed must be an integer in \[0, 4294967295\], got '7'"),
     (dict(stg_window_start=0.8, stg_window_end=0.2), r"stg_window_start must be less than stg_window_end"),
-    (dict(stg_window_end=1.5), r"stg_window_end must be a number in \[0, 1\]"),
+    (dict(stg_window_end=1.5), r"stg_window_end must be a finite number in \[0, 1\]"),
 ]
+# Raw JSON values no JSON client sends: each scale's NaN and infinities get the same rule as any value out of range.
+RAW = [(name, value) for name in ("cfg_scale", "stg_cfg_scale", "stg_scale", "rescale", "cfg_rescale",
+                                  "stg_window_start") for value in ("NaN", "Infinity", "-Infinity")]
+RANGES = {"cfg_scale": "[1, 20]", "stg_cfg_scale": "[1, 20]", "stg_scale": "[0, 10]", "rescale": "[0, 1]",
+          "cfg_rescale": "[0, 1]", "stg_window_start": "[0, 1]"}
 
 
-def test_bad_input_is_refused_by_name_and_the_next_request_works(client):
+def test_bad_input_is_refused_by_name_and_the_next_request_works(client, runs):
+    before = len(runs)
     for bad, message in BAD:
         request = {"prompt": "a red fox", **SMALL, **bad}
         with pytest.raises(AppError, match=message):
             client.predict(**request, api_name="/compare")
-    # The same checks on /generate, in its own field names.
+    # The same checks on /generate and /sweep, in their own field names.
     with pytest.raises(AppError, match=r"stg_window_start must be less than stg_window_end"):
         client.predict("a fox", stg_window_start=0.5, stg_window_end=0.5, **SMALL, api_name="/generate")
+    for blocks, message in ((",", r"candidate_blocks must be block numbers separated by commas"),
+                            ("1" * 5000, r"candidate_blocks 11111111\.\.\. \(5000 digits\) out of range")):
+        with pytest.raises(AppError, match=message):
+            client.predict("a fox", candidate_blocks=blocks, **SMALL, api_name="/sweep")
+    assert len(runs) == before  # every one refused before any GPU time
     cfg, *_, seed = client.predict("a red fox", seed=1, **SMALL, api_name="/compare")
     assert Path(cfg).stat().st_size > 0 and seed == 1
 
 
-def test_nan_and_infinite_scales_are_refused_by_name(server):
-    for api, name in (("compare", "cfg_scale"), ("compare", "stg_cfg_scale"), ("compare", "stg_scale"),
-                      ("generate", "stg_cfg_scale"), ("compare", "rescale")):
-        event, payload = _raw_call(server, api, {"prompt": "a fox", **SMALL, name: "NaN"})
-        assert event == "error" and payload["error"].startswith(f"{name} must be a finite number"), payload
-    for name, value in (("stg_scale", "Infinity"), ("cfg_scale", "-Infinity")):
-        event, payload = _raw_call(server, "compare", {"prompt": "a fox", **SMALL, name: value})
-        assert event == "error" and payload["error"].startswith(f"{name} must be a number in [0, "), payload
+def test_nan_and_infinite_numbers_get_the_fields_one_range(server):
+    for name, value in RAW:
+        for api in ("compare",) if name.startswith("cfg_") else ("compare", "generate"):  # the CFG panel's: /compare
+            event, payload = _raw_call(server, api, {"prompt": "a fox", **SMALL, name: value})
+            shown = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[value]
+            assert event == "error" and payload["error"] == (
+                f"{name} must be a finite number in {RANGES[name]}, got {shown}"), payload
     event, payload = _raw_call(server, "compare", {"prompt": "a fox", **SMALL})
     assert event == "complete" and len(payload) == 5
 
@@ -246,6 +281,40 @@ def test_a_sweep_is_cancelled_like_a_comparison_and_counts_steps_over_all_runs(c
     assert record.released - cancelled_at < 2 * STEP_DELAY + 0.5, record
     _, table, *_ = client.predict("a fox", candidate_blocks="1", **SMALL, api_name="/sweep")
     assert len(table["data"]) == 2
+
+
+def test_one_client_cancelling_queued_jobs_leaves_its_other_jobs_running(server, runs, tmp_path, slow_steps):
+    """Gradio cancels by session and function: one client cancelling two of its queued jobs used to kill its running
+    one too, which then never completed. Every job not cancelled completes, and the cancelled ones never run."""
+    from gradio_client.utils import Status
+
+    client = Client(server, verbose=False, download_files=str(tmp_path))
+    begun = time.monotonic()
+    jobs = [client.submit(f"a red fox number {i}", seed=i, **SMALL, api_name="/compare") for i in range(8)]
+    running = next(job for job in _until(lambda: [j for j in jobs if j.status().code == Status.PROGRESS]))
+    _wait_for_step(running, 1)
+    queued = [job for job in jobs if job.status().code == Status.IN_QUEUE][-2:]
+    assert len(queued) == 2 and running not in queued
+    for job in queued:
+        assert job.cancel()
+    for i, job in enumerate(jobs):
+        if job not in queued:
+            *_, settings_path, seed = job.result(timeout=120)
+            assert seed == i and json.loads(Path(settings_path).read_text())["prompt"] == f"a red fox number {i}"
+    assert [job.status().code for job in queued] == [Status.CANCELLED] * 2
+    ended = [r for r in runs if r.started >= begun]
+    assert len(ended) == 6 and {r.status for r in ended} == {"done"}, ended
+
+
+def _until(find, timeout: float = 60):
+    """find()'s first non-empty answer, asked until it comes."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("timed out")
 
 
 def test_out_of_memory_is_reported_and_the_app_keeps_serving(client, runs, faults):

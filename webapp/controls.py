@@ -1,4 +1,5 @@
-"""The page's control of each setting, made from the settings table, at its default and guarded with its name."""
+"""The controls of each setting, made from the settings table and guarded with its name: the page's, at their
+defaults, and the API's, hidden and empty, so that a parameter left out is None (the default) there."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import gradio as gr
 from PIL import Image
 
 from stg import Backend
-from stg.backend import MAX_PROMPT_CHARS, MAX_SEED
 from stg.inputs import Setting
+from stg.limits import MAX_PROMPT_CHARS, MAX_SEED
 from stg.values import TOO_MANY_PIXELS, Blocks, Choice, Extra, Number, Picture, Seed, Size, Text
 
 from .texts import rule_on_page
@@ -17,37 +18,53 @@ def blocks_text(blocks) -> str:
     return ", ".join(map(str, blocks))
 
 
-def control(setting: Setting, backend: Backend, command: str = "compare", **options) -> gr.components.Component:
-    """The control of one setting at this command's default (a sweep's sizes: the explorer's); options go to the
-    component (label, value, scale, ...)."""
-    value = backend.preset.default(setting.preset, command == "sweep") if setting.preset else setting.default
+def control(setting: Setting, backend: Backend, command: str = "compare", api: bool = False,
+            **options) -> gr.components.Component:
+    """The control of one setting; options go to the component (label, value, scale, ...). On the page it starts at
+    this command's default (a sweep's sizes: the explorer's); for the API (`api`) it is hidden and holds the table's
+    fixed default, else None: Gradio gives an API parameter its component's value as default, and a parameter left
+    out must mean what None means (the preset's value, or the followed setting's)."""
+    value = setting.default
+    if setting.preset and not api:
+        value = backend.preset.default(setting.preset, command == "sweep")
     options = {"label": setting.label, "value": value, **options}
+    options.update({"visible": False} if api else {})
     component = CONTROLS[type(setting.kind)](setting, backend, options)
     return guard(component, setting.name, rule_on_page(setting, backend.preset))
 
 
 def _textbox(setting, backend, options):
-    return gr.Textbox(max_length=MAX_PROMPT_CHARS, **options)
+    box = gr.Textbox(max_length=MAX_PROMPT_CHARS, **options)
+    box.preprocess = _only(str, box.preprocess)  # Gradio would read a list or a number as its text
+    return box
 
 
 def _image(setting, backend, options):
     options.pop("value")
-    return gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], visible=backend.image_to_video,
-                    height=240, **options)
+    options.setdefault("visible", backend.image_to_video)
+    return gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], height=240, **options)
 
 
 def _size(setting, backend, options):
     low, high, step, _ = backend.preset.bounds(setting.name)
-    return gr.Slider(low, high, step=step, **options)
+    return _ranged(low, high, step, options)
 
 
 def _seed(setting, backend, options):
-    return gr.Number(precision=0, minimum=0, maximum=MAX_SEED, **options)
+    number = gr.Number(precision=0, minimum=0, maximum=MAX_SEED, **options)
+    number.preprocess = lambda payload: payload  # not rounded: a seed of 2.5 or true is refused, not read as 2 or 1
+    return number
 
 
 def _number(setting, backend, options):
-    low, high = setting.kind.page_range
-    return gr.Slider(low, high, step=setting.kind.step, **options)
+    return _ranged(setting.kind.low, setting.kind.high, setting.kind.step, options)
+
+
+def _ranged(low, high, step, options):
+    """A slider on the page; for the API a number, which may be None (a slider's would be its minimum)."""
+    if options["value"] is None:
+        return gr.Number(minimum=low, maximum=high, step=step, **options)
+    return gr.Slider(low, high, step=step, **options)
 
 
 def _extra(setting, backend, options):
@@ -63,7 +80,19 @@ def _radio(setting, backend, options):
 def _blocks(setting, backend, options):
     if isinstance(options["value"], (list, tuple)):
         options["value"] = blocks_text(options["value"])
-    return gr.Textbox(max_lines=1, **options)
+    box = gr.Textbox(max_lines=1, **options)
+    box.preprocess = _only((str, int), box.preprocess)  # "14, 19", or one block as a number
+    return box
+
+
+def _only(types, preprocess):
+    """Gradio's preprocessing, for payloads of these types only (the guard refuses the others by name)."""
+    def checked(payload):
+        if isinstance(payload, bool) or not isinstance(payload, types):
+            raise TypeError(type(payload).__name__)
+        return preprocess(payload)
+
+    return checked
 
 
 CONTROLS = {Text: _textbox, Picture: _image, Size: _size, Seed: _seed, Number: _number, Extra: _extra, Choice: _radio,
@@ -83,9 +112,9 @@ def guard(component, name: str, allowed: str):
         except Image.DecompressionBombError:
             raise gr.Error(f"{name} {TOO_MANY_PIXELS}", print_exception=False) from None
         except Exception:
-            shown = getattr(payload, "orig_name", None) or payload
-            shown = shown if isinstance(shown, (int, float)) else str(shown)[:60]
-            raise gr.Error(f"{name} must be {allowed}, got {shown!r}", print_exception=False) from None
+            shown = getattr(payload, "orig_name", None) or payload  # an upload: the name it was sent with
+            shown = repr(shown[:60] if isinstance(shown, str) else shown)[:80]
+            raise gr.Error(f"{name} must be {allowed}, got {shown}", print_exception=False) from None
 
     component.preprocess = preprocess
     return component

@@ -52,11 +52,14 @@ class RunControl:
     task: object = None  # the asyncio task serving the request; done() once Gradio cancels it
     stop: threading.Event = field(default_factory=threading.Event)
     progress: object = None
+    step: int = 0  # the last step done, of total (0: none yet; on ZeroGPU the worker's copy counts, not this one)
+    total: int = 0
 
     def stopped(self) -> bool:
         return self.stop.is_set() or (self.task is not None and self.task.done())
 
     def report(self, step: int, total: int, started: float) -> None:
+        self.step, self.total = step, total
         if self.progress is not None and not ON_ZERO_GPU:
             left = (time.monotonic() - started) / step * (total - step)
             self.progress((step, total), desc=f"Step {step} of {total}, about {left:.0f} s left", unit="steps")
@@ -175,11 +178,12 @@ def submit(backend: Backend, request: Request, progress=None, session: str | Non
     return videos
 
 
-def stop_session(session: str | None) -> None:
-    """Stop this browser session's running requests after their current step."""
-    for control in list(CONTROLS.values()):
-        if session is not None and control.session == session:
-            control.stop.set()
+def stop_session(session: str | None) -> list[RunControl]:
+    """Stop this browser session's running requests after their current step; returns their controls."""
+    stopped = [control for control in list(CONTROLS.values()) if session is not None and control.session == session]
+    for control in stopped:
+        control.stop.set()
+    return stopped
 
 
 def _current_task():

@@ -12,21 +12,22 @@ import gradio as gr
 
 import stg
 from stg import inputs, results
-from stg.inputs import COMMANDS, Command
+from stg.inputs import COMMANDS, MODEL, Command
 from stg.values import random_seed
 
 from . import gpu
 from .files import ResultFiles
-from .texts import api_doc, figures_markdown, motion_verdict
+from .texts import api_doc, cut_prompt_markdown, figures_markdown, motion_verdict, stopped_markdown
 
 
-def endpoint(command: Command):
-    """A handler whose parameters are the command's settings, with the API's names, in the table's order (prompt
-    required, the others None, meaning the default, except where the table gives a value), then Gradio's."""
+def endpoint(command: Command, leave_out: tuple[str, ...] = ()):
+    """A handler whose parameters are the command's settings but `leave_out`, with the API's names, in the table's
+    order (prompt required, the others None, meaning the default, except where the table gives a value), then
+    Gradio's."""
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     parameters += [inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                      default=inspect.Parameter.empty if s.name == "prompt" else s.default)
-                   for s in command.settings]
+                   for s in command.settings if s.name not in leave_out]
     parameters += [inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                      default=gr.Progress(track_tqdm=gpu.ON_ZERO_GPU)),
                    inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
@@ -54,10 +55,15 @@ class Studio:
         self.backend = backend
         self.files = ResultFiles(output_dir)
         gpu.register(backend)
+        if not gpu.ON_ZERO_GPU:  # the page shows each run's steps; on ZeroGPU the bars are how it learns them
+            backend.pipe.set_progress_bar_config(disable=True)
 
     compare = endpoint(COMMANDS["compare"])
     generate = endpoint(COMMANDS["generate"])
     sweep = endpoint(COMMANDS["sweep"])
+    # The cached examples of a text-only model: no image, and the model's own guidance at its preset's values.
+    EXAMPLE_LEAVES_OUT = ("image", *(s.name for s in COMMANDS["compare"].settings if s.group == MODEL))
+    example = endpoint(COMMANDS["compare"], leave_out=EXAMPLE_LEAVES_OUT)
 
     def handle(self, command: Command, values: dict, progress=None, request: gr.Request | None = None) -> tuple:
         """Check, run on the GPU, write the files under unique names; returns them in order, then the seed."""
@@ -76,18 +82,30 @@ class Studio:
             outputs.append(str(paths[name]))
         return (*outputs, composed.seed)
 
-    def example(self, prompt):
-        """An example prompt with every other setting at the preset's defaults (cached on first use)."""
-        return self.compare(prompt)
-
     @staticmethod
-    def stop(request: gr.Request = None):
-        """Stop this browser session's running request after its current step."""
-        gpu.stop_session(getattr(request, "session_hash", None))
+    def stop(request: gr.Request = None) -> str:
+        """Stop this browser session's running request after its current step; what the page says of it."""
+        return stopped_markdown(gpu.stop_session(getattr(request, "session_hash", None)))
 
     @staticmethod
     def pick_seed(seed, randomize):
-        return random_seed() if randomize or seed is None else int(seed)
+        """The seed box's value, or a random seed; a seed that is not a whole number is refused by the run."""
+        return random_seed() if randomize or seed is None else seed
+
+    def prompt_note(self, prompt) -> str:
+        """What the page says under the prompt: where the text encoder stops reading it, if it does."""
+        tokens, limit = self.backend.prompt_tokens(prompt or "")
+        if limit is None or tokens <= limit:
+            return ""
+        words = prompt.split()
+        read, high = 0, len(words)
+        while read < high:  # the most words whose tokens all fit, by bisection
+            middle = (read + high + 1) // 2
+            if self.backend.prompt_tokens(" ".join(words[:middle]))[0] <= limit:
+                read = middle
+            else:
+                high = middle - 1
+        return cut_prompt_markdown(tokens, limit, words[read:])
 
     @staticmethod
     def figures(settings_path):

@@ -4,17 +4,25 @@ table (controls.py); a setting the layout does not place stands in its panel's A
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 import stg
 from stg import metrics
 from stg.inputs import BY_NAME, CFG, COMMANDS, MAX_CANDIDATES, MODEL, OUTPUT, REQUEST, STG
 from stg.presets import SIZES
 
+from .cancels import OneEventCancels
 from .controls import blocks_text, control
+from .examples import examples
 from .files import DELETE_CACHE
 from .handlers import Studio
 from .texts import API_HINT, CSS, EXPLORER_HELP, banner_markdown, figures_help, header_markdown
 
+GPU_EVENT = dict(concurrency_limit=1, concurrency_id="gpu")
+PRIVATE = dict(queue=False, api_visibility="private")
+OFFICIAL, CUSTOM = "Official recipe", "Custom"
+NO_RUN = "no video yet"
+STATUS_HEIGHT = 40  # px: room for the progress bar and its "Step i of N, about s left"
 QUEUE_SIZE = 16  # requests waiting for the GPU; past it a request is refused at once ("Queue is full")
 UPLOAD_LIMIT = "40mb"  # hard stop at the upload route; images are refused above MAX_IMAGE_BYTES with a message
 
@@ -50,9 +58,20 @@ def build_demo(backend: stg.Backend, reason: str = "", *, delete_cache=DELETE_CA
             with gr.Tab("Block explorer", id="explorer") as explorer_tab:
                 x, x_out = _explorer_tab(backend)
         gr.Markdown(API_HINT)
+        _api(studio, {"compare": _outputs(out), "generate": [out["right"], out["settings"], out["seed"]],
+                      "sweep": _sweep_outputs(x_out)})  # first: the endpoints' names are theirs
         _wire_compare(studio, ui, out)
         _wire_explorer(studio, ui, out, {**ui, **x}, x_out, explorer_tab)
     return demo
+
+
+def _api(studio: Studio, outputs: dict[str, list]) -> None:
+    """The HTTP API: an endpoint per command, on hidden empty controls of its own (a parameter left out is None,
+    the default), returning what the page's outputs show."""
+    with gr.Column(visible=False):
+        for name, command in COMMANDS.items():
+            inputs = [control(s, studio.backend, name, api=True) for s in command.settings]
+            gr.Button(visible=False).click(getattr(studio, name), inputs, outputs[name], api_name=name, **GPU_EVENT)
 
 
 def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
@@ -62,21 +81,17 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
     out = dict(left=gr.Video(label="CFG", elem_id="cfg-video", **video),
                right=gr.Video(label="CFG + STG", elem_id="stg-video", **video),
                both=gr.Video(label="Side by side", show_label=False, elem_id="both-video", **video),
-               settings=gr.File(label="Settings (JSON)", interactive=False, render=False),
-               seed=gr.Number(label="Seed used", precision=0, interactive=False, render=False))
+               settings=gr.File(label="Settings (JSON)", elem_id="settings-file", interactive=False, render=False),
+               seed=gr.Number(label="Seed used", precision=0, interactive=False, placeholder=NO_RUN, render=False))
     with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
+        with gr.Column(scale=3) as request_column:
             ui.add("prompt", lines=3, placeholder=preset.examples[0] if preset.examples else "")
+            out["prompt_note"] = gr.Markdown(elem_id="prompt-note", elem_classes="note")
             ui.add("negative_prompt", lines=1)
             ui.add("image")
-            with gr.Row():
-                out["run"] = gr.Button("Generate", variant="primary", scale=3)
-                out["stop"] = gr.Button("Stop", variant="stop", scale=1)
-            if preset.examples:
-                gr.Examples([[p] for p in preset.examples], inputs=[ui["prompt"]], fn=studio.example,
-                            outputs=_outputs(out), cache_examples=True, cache_mode="lazy", label="Example prompts")
+            _run_row(out)
         with gr.Column(scale=2):
-            out["recipe"] = gr.Dropdown(list(_recipes(preset)), value="Official recipe", label="Settings preset")
+            out["recipe"] = gr.Dropdown([*_recipes(preset), CUSTOM], value=OFFICIAL, label="Settings preset")
             with gr.Row():
                 ui.add("seed", scale=2)
                 out["randomize"] = gr.Checkbox(label="Randomize seed", value=True, scale=1)
@@ -84,9 +99,14 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
             ui.add("fps")
             ui.rest(REQUEST, OUTPUT)
             _model_controls(ui, backend)
-    with gr.Row(equal_height=False):
-        _cfg_column(ui, out)
-        _stg_column(ui, out, backend)
+    with gr.Row(equal_height=False):  # each panel's settings; opening one's Advanced moves both videos alike
+        _cfg_settings(ui)
+        _stg_settings(ui, backend)
+    with gr.Row(equal_height=False):  # the two videos, level
+        for side, name in (("left", "cfg"), ("right", "stg")):
+            with gr.Column(variant="panel"):
+                out[side].render()
+                out[f"{name}_figures"] = gr.Markdown(elem_id=f"{name}-figures", elem_classes="figures")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             gr.Markdown("**Side by side**: one file, so both halves always play in sync")
@@ -95,7 +115,18 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
             out["settings"].render()
             out["seed"].render()
             gr.Markdown(figures_help(preset.figures), elem_classes="figures-help")
+    with request_column:  # the examples set every control, which all exist by now
+        taken = [ui[s.name] for s in COMMANDS["compare"].settings if s.name not in studio.EXAMPLE_LEAVES_OUT]
+        examples(backend, taken, studio.example, _outputs(out))
     return ui, out
+
+
+def _run_row(out: dict, run: str = "run", label: str = "Generate") -> None:
+    """Run and Stop, and under them the run's progress, or how it ended: where the eyes are after a click."""
+    with gr.Row():
+        out[run] = gr.Button(label, variant="primary", scale=3)
+        out["stop"] = gr.Button("Stop", variant="stop", scale=1)
+    out["status"] = gr.Markdown(elem_id=f"{run}-status", elem_classes="status", min_height=STATUS_HEIGHT)
 
 
 def _model_controls(ui: Controls, backend: stg.Backend) -> None:
@@ -116,17 +147,15 @@ def _size_controls(ui: Controls) -> None:
         ui.add("width")
 
 
-def _cfg_column(ui: Controls, out: dict) -> None:
+def _cfg_settings(ui: Controls) -> None:
     with gr.Column(variant="panel"):
         gr.Markdown("### CFG", elem_classes="panel-title")
         ui.add("cfg_scale")
         with gr.Accordion("Advanced", open=False):
             ui.rest(CFG)
-        out["left"].render()
-        out["cfg_figures"] = gr.Markdown(elem_id="cfg-figures", elem_classes="figures")
 
 
-def _stg_column(ui: Controls, out: dict, backend: stg.Backend) -> None:
+def _stg_settings(ui: Controls, backend: stg.Backend) -> None:
     with gr.Column(variant="panel"):
         gr.Markdown("### CFG + STG", elem_classes="panel-title")
         with gr.Row():
@@ -141,8 +170,6 @@ def _stg_column(ui: Controls, out: dict, backend: stg.Backend) -> None:
                 ui.add("stg_window_start")
                 ui.add("stg_window_end")
             ui.rest(STG)
-        out["right"].render()
-        out["stg_figures"] = gr.Markdown(elem_id="stg-figures", elem_classes="figures")
 
 
 def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:
@@ -156,9 +183,7 @@ def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:
             x.add("candidate_blocks", value=blocks_text(backend.candidate_blocks()),
                   label=f"Candidate blocks, one video each ({_depth_text(backend)})",
                   info=f"Comma-separated, at most {MAX_CANDIDATES}; empty: about eight spread over the depth")
-            with gr.Row():
-                out["explore"] = gr.Button("Explore", variant="primary", scale=3)
-                out["stop"] = gr.Button("Stop", variant="stop", scale=1)
+            _run_row(out, "explore", "Explore")
             x.add("stg_mode")
             with gr.Row():
                 x.add("stg_scale")
@@ -168,8 +193,9 @@ def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:
             _size_controls(x)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            out["grid"] = gr.Video(label="CFG, then one CFG + STG video per block", elem_id="grid-video",
-                                   autoplay=True, loop=True, interactive=False, height=560)
+            gr.Markdown("**CFG, then one CFG + STG video per block**")
+            out["grid"] = gr.Video(label="Grid", show_label=False, elem_id="grid-video", autoplay=True, loop=True,
+                                   interactive=False, height=560)
         with gr.Column(scale=2):
             columns = ["block", "label", *(f.name for f in metrics.described(backend.preset.figures))]
             out["table"] = gr.Dataframe(headers=columns, datatype=["number", "str"] + ["number"] * (len(columns) - 2),
@@ -179,45 +205,68 @@ def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:
             out["note"] = gr.Markdown(elem_id="sweep-note")
             out["csv"] = gr.File(label="Figures (CSV)", interactive=False)
             out["settings"] = gr.File(label="Grid settings (JSON)", interactive=False)
-            out["seed"] = gr.Number(label="Seed of this grid", precision=0, interactive=False)
+            out["seed"] = gr.Number(label="Seed of this grid", precision=0, interactive=False, placeholder=NO_RUN)
     return x, out
 
 
 def _wire_compare(studio: Studio, ui: Controls, out: dict) -> None:
-    gpu_event = dict(concurrency_limit=1, concurrency_id="gpu")
-    private = dict(queue=False, api_visibility="private")
     inputs = [ui[s.name] for s in COMMANDS["compare"].settings]
-    compare = out["run"].click(studio.pick_seed, [ui["seed"], out["randomize"]], ui["seed"], **private).then(
-        studio.compare, inputs, _outputs(out), api_name="compare", **gpu_event)
-    gr.Button(visible=False).click(studio.generate, [ui[s.name] for s in COMMANDS["generate"].settings],
-                                   [out["right"], out["settings"], out["seed"]], api_name="generate", **gpu_event)
-    out["stop"].click(studio.stop, None, None, cancels=[compare], **private)
-    recipes = _recipes(ui.backend.preset)
-    out["recipe"].change(lambda key: [recipes[key][size] for size in SIZES], out["recipe"],
-                         [ui[size] for size in SIZES], **private)
-    out["settings"].change(studio.figures, out["settings"], [out["cfg_figures"], out["stg_figures"]], **private)
+    compare = _gpu_run(out["run"], out, studio.compare, inputs, _outputs(out), seed=(ui["seed"], out["randomize"]))
+    _stop(studio, out, compare)
+    ui["cfg_scale"].input(lambda w: w, ui["cfg_scale"], ui["stg_cfg_scale"], **PRIVATE)  # follows, as in the API
+    recipes, sizes = _recipes(ui.backend.preset), [ui[size] for size in SIZES]
+    out["recipe"].change(lambda key: [recipes[key][size] for size in SIZES] if key in recipes else [gr.skip()] * 4,
+                         out["recipe"], sizes, **PRIVATE)
+    gr.on([c.change for c in sizes], lambda *values: _recipe_of(recipes, values), sizes, out["recipe"], **PRIVATE)
+    out["settings"].change(studio.figures, out["settings"], [out["cfg_figures"], out["stg_figures"]], **PRIVATE)
+    ui["prompt"].change(studio.prompt_note, ui["prompt"], out["prompt_note"], show_progress="hidden", **PRIVATE)
 
 
 def _wire_explorer(studio: Studio, ui: Controls, compare_out: dict, x: dict, out: dict, tab) -> None:
-    private = dict(queue=False, api_visibility="private")
-    sweep = out["explore"].click(studio.sweep, [x[s.name] for s in COMMANDS["sweep"].settings],
-                                 [out["grid"], out["table"], out["csv"], out["settings"], out["seed"]],
-                                 api_name="sweep", concurrency_limit=1, concurrency_id="gpu")
-    out["stop"].click(studio.stop, None, None, cancels=[sweep], **private)
-    out["table"].change(studio.summary, out["table"], out["summary"], **private)
+    sweep = _gpu_run(out["explore"], out, studio.sweep, [x[s.name] for s in COMMANDS["sweep"].settings],
+                     _sweep_outputs(out), also_cleared=[out["summary"], out["note"]])
+    _stop(studio, out, sweep)
+    out["table"].change(studio.summary, out["table"], out["summary"], **PRIVATE)
     out["table"].select(studio.use_block, None, [ui["stg_blocks"], out["note"]], api_visibility="private")  # shows gr.Info
     copied = gr.State("")  # the Compare tab's prompt as last brought over
     tab.select(studio.prefill, [ui["prompt"], ui["seed"], compare_out["seed"], copied], [x["prompt"], x["seed"], copied],
-               **private)
+               **PRIVATE)
+
+
+def _gpu_run(button, out: dict, fn, inputs: list, outputs: list, also_cleared=(), seed=()):
+    """A click that first clears the last results (and picks the seed from `seed`, the seed and randomize boxes,
+    where given), then runs fn on the GPU with its progress beside the buttons; returns the run, for Stop to cancel."""
+    cleared = [*outputs, *also_cleared, out["status"]]
+
+    def start(*seed_values):
+        picked = (Studio.pick_seed(*seed_values),) if seed_values else ()
+        return (*picked, *[None] * (len(cleared) - 1), "")
+
+    return button.click(start, list(seed), list(seed[:1]) + cleared, **PRIVATE).then(
+        fn, inputs, outputs, api_visibility="private", show_progress_on=[out["status"]], **GPU_EVENT)
+
+
+def _stop(studio: Studio, out: dict, run) -> None:
+    out["stop"].click(studio.stop, None, out["status"], cancels=[run], **PRIVATE)
 
 
 def _outputs(out: dict) -> list:
     return [out["left"], out["right"], out["both"], out["settings"], out["seed"]]
 
 
+def _sweep_outputs(out: dict) -> list:
+    return [out["grid"], out["table"], out["csv"], out["settings"], out["seed"]]
+
+
 def _recipes(preset) -> dict[str, dict]:
-    return {"Official recipe": {size: preset.defaults[size] for size in SIZES},
+    return {OFFICIAL: {size: preset.defaults[size] for size in SIZES},
             "Quick preview": preset.scaled(steps=0.25, frames=0)}
+
+
+def _recipe_of(recipes: dict[str, dict], values) -> str:
+    """The recipe these sizes are, else CUSTOM."""
+    now = dict(zip(SIZES, values))
+    return next((name for name, sizes in recipes.items() if sizes == now), CUSTOM)
 
 
 def _depth_text(backend: stg.Backend) -> str:
@@ -225,7 +274,7 @@ def _depth_text(backend: stg.Backend) -> str:
 
 
 def serve(demo: gr.Blocks, *, max_size: int = QUEUE_SIZE, **launch_kwargs):
-    """Queue (bounded) and launch; keyword arguments go to `Blocks.launch`."""
+    """Queue (bounded) and launch, a cancel stopping its own event only; keyword arguments go to `Blocks.launch`."""
     launch_kwargs.setdefault("max_file_size", UPLOAD_LIMIT)
     return demo.queue(max_size=max_size, default_concurrency_limit=1).launch(
-        css=CSS, theme=gr.themes.Soft(), **launch_kwargs)
+        css=CSS, theme=gr.themes.Soft(), app_kwargs={"middleware": [Middleware(OneEventCancels)]}, **launch_kwargs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import stg
 from stg import metrics
 from stg.inputs import Command, Setting
-from stg.values import IMAGE_RULE, Number, Picture
+from stg.values import IMAGE_RULE, Picture
 from stg.presets import SIZES
 
 PAPER = "https://arxiv.org/abs/2411.18664"
@@ -17,6 +17,7 @@ CSS = """
 .banner p {color: #5c4300 !important; margin: 0;}
 .panel-title h3 {margin: 0;}
 #header h1 {margin-bottom: 0.2em;}
+.note p {color: #8a5a00 !important; font-size: 0.9em; margin: 0;}
 """
 
 EXPLORER_HELP = (
@@ -81,6 +82,21 @@ def motion_verdict(cfg: dict, with_stg: dict) -> str:
     return f"About as much motion with STG as with CFG alone (within {SAME_MOTION}%)."
 
 
+def stopped_markdown(stopped) -> str:
+    """What the page says after Stop, of the runs it stopped (their controls: step done of total)."""
+    if not stopped:
+        return "Nothing was running."
+    done = [f"after step {c.step} of {c.total}" for c in stopped if c.total]
+    return f"**Stopped** {done[0] if done else 'within a step'}: no video was made."
+
+
+def cut_prompt_markdown(tokens: int, limit: int, ignored: list[str]) -> str:
+    """The note under a prompt longer than the text encoder reads."""
+    start = " ".join(ignored[:6]) + (" …" if len(ignored) > 6 else "")
+    return (f"This prompt is {tokens} tokens long, and the model's text encoder reads the first {limit}: it ignores "
+            f"the last {len(ignored)} words, from “{start}”. Shorten the prompt to use all of it.")
+
+
 RETURNS = {
     "compare": "CFG video, CFG + STG video, side-by-side video with captions, settings JSON file, seed",
     "generate": "video, settings JSON file, seed",
@@ -98,9 +114,8 @@ def api_doc(command: Command) -> str:
 
 
 def rule_on_page(setting: Setting, preset=None) -> str:
-    """The rule the page and its API hold a setting to: a number's slider range where it has one."""
-    if isinstance(setting.kind, Number):
-        return "a number in [{:g}, {:g}]".format(*setting.kind.page_range)
+    """The rule the page and its API hold a setting to: the table's, but for an upload, which is first of all a
+    picture."""
     return IMAGE_RULE if isinstance(setting.kind, Picture) else setting.rule(preset)
 
 
