@@ -1,0 +1,307 @@
+"""Train the shapes model from scratch: `python -m stg.shapes.train --out DIR [--device cuda]`.
+
+Two stages on clips rendered on the fly from fixed seeds: the VAE (reconstruction weighted toward the shape's
+pixels, which are a small part of each frame), then the text encoder and transformer together with the flow-matching
+loss that `LTXPipeline` samples with. A checkpoint is written every `--save-every` steps and a run started again with
+the same `--work` folder resumes from it, bit for bit; `--steps` may be raised to train on. The finished pipeline is
+saved in fp16 to `--out`, with `training.json` recording the command, steps, device, time and the last evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import model, scenes
+from .judge import ATTRIBUTES, judge
+
+FRAME_RATE = 25  # LTXPipeline's default; it sets the transformer's rope scale
+MAX_TOKENS = 128  # LTXPipeline's default max_sequence_length: the prompt is padded to it
+DROP_PROMPT = 0.1  # share of training prompts replaced by "" so that CFG has an unconditional prediction
+EVAL_PROMPTS = 24
+LATENT_NOISE = 0.1  # std of the noise added to latents while training the decoder, relative to theirs
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m stg.shapes.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="folder for the finished diffusers pipeline")
+    p.add_argument("--work", help="checkpoint and logs (default: OUT.work)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--sizes", choices=sorted(model.SIZES), default="full")
+    p.add_argument("--vae-steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=6000, help="transformer steps")
+    p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
+    p.add_argument("--vae-frames", type=int, default=3, help="frames per VAE training clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=500, help="transformer steps between judged samples (0: never)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    return p.parse_args(argv)
+
+
+# -- data -------------------------------------------------------------------------------------------
+def clips(rng: np.random.Generator, count: int, frames: int, size: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """Rendered clips in [-1, 1] as [count, 3, frames, size, size], their prompts, and a per-pixel loss weight that
+    lifts the shape's pixels (and its edges) above the background's."""
+    scenes_ = [scenes.random_scene(rng) for _ in range(count)]
+    video = np.stack([scenes.render(s, frames, size, size) for s in scenes_])
+    background = np.array([scenes.COLOURS[s.background] for s in scenes_], dtype=np.uint8)[:, None, None, None]
+    shape = np.any(video != background, axis=-1)
+    x = torch.from_numpy(video).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    weight = 1 + 8 * torch.from_numpy(shape).float()[:, None]
+    return x, [s.prompt for s in scenes_], weight
+
+
+def rng_for(seed: int, stage: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Every step's randomness from (seed, stage, step) alone, so that a resumed run repeats a fresh one exactly."""
+    key = np.random.SeedSequence([seed, stage, step])
+    return np.random.default_rng(key), torch.Generator().manual_seed(int(key.generate_state(1)[0]))
+
+
+# -- stages -----------------------------------------------------------------------------------------
+def vae_step(state, args, step) -> float:
+    vae = state["vae"]
+    rng, gen = rng_for(args.seed, 0, step)
+    x, _, weight = clips(rng, args.vae_batch, args.vae_frames, args.size)
+    x, weight = x.to(args.device), weight.to(args.device)
+    with autocast(args):
+        z = vae.encode(x).latent_dist.mode()
+        # A little noise on the latents keeps the decoder tolerant of a sampler's imperfect ones.
+        z = z + LATENT_NOISE * z.detach().float().std() * torch.randn(z.shape, generator=gen).to(z)
+        recon = vae.decode(z).sample.float()
+    error = recon - x
+    loss = (weight * error.abs()).mean() + (weight * error.square()).mean()
+    return optimise(state, loss, warmup=100, lr=args.vae_lr)
+
+
+def latent_stats(vae, args) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of the latents over 256 clips: `LTXPipeline` normalises with them."""
+    rng, _ = rng_for(args.seed, 1, 0)
+    latents = []
+    with torch.no_grad():
+        for _ in range(8):
+            x, _, _ = clips(rng, 32, args.frames, args.size)
+            latents.append(vae.encode(x.to(args.device)).latent_dist.mode().float())
+    z = torch.cat(latents).transpose(0, 1).flatten(1)
+    return z.mean(dim=1), z.std(dim=1)
+
+
+def encode_text(pipe, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """As `LTXPipeline` does: padded to MAX_TOKENS, T5 run without a mask, the mask handed to the transformer."""
+    tokens = pipe.tokenizer(prompts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                            add_special_tokens=True, return_tensors="pt")
+    embeds = pipe.text_encoder(tokens.input_ids.to(device))[0]
+    return embeds, tokens.attention_mask.to(device)
+
+
+def transformer_step(state, args, step) -> float:
+    pipe = state["pipe"]
+    rng, gen = rng_for(args.seed, 2, step)
+    x, prompts, _ = clips(rng, args.batch, args.frames, args.size)
+    prompts = ["" if drop else p for p, drop in zip(prompts, rng.uniform(size=len(prompts)) < DROP_PROMPT)]
+    with torch.no_grad():
+        latents = pipe.vae.encode(x.to(args.device)).latent_dist.mode()
+        latents = pipe._normalize_latents(latents, pipe.vae.latents_mean, pipe.vae.latents_std)
+    b, c, f, h, w = latents.shape
+    x0 = pipe._pack_latents(latents, 1, 1)
+    noise = torch.randn(x0.shape, generator=gen).to(x0)
+    # Noise levels: half uniform (every level the sampler visits), half logit-normal (the middle, where layout forms).
+    uniform = torch.rand(b, generator=gen)
+    logit_normal = torch.sigmoid(torch.randn(b, generator=gen))
+    sigma = torch.where(torch.arange(b) % 2 == 0, uniform, logit_normal).to(x0)
+    noisy = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
+    with autocast(args):
+        embeds, mask = encode_text(pipe, prompts, args.device)
+        velocity = pipe.transformer(hidden_states=noisy, encoder_hidden_states=embeds, timestep=sigma * 1000,
+                                    encoder_attention_mask=mask, num_frames=f, height=h, width=w,
+                                    rope_interpolation_scale=(1 / FRAME_RATE, pipe.vae_spatial_compression_ratio,
+                                                              pipe.vae_spatial_compression_ratio),
+                                    return_dict=False)[0]
+    loss = F.mse_loss(velocity.float(), noise - x0)
+    value = optimise(state, loss, warmup=200, lr=args.lr)
+    update_ema(state, step)
+    return value
+
+
+def autocast(args):
+    return torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16)
+
+
+def optimise(state, loss, warmup: int, lr: float) -> float:
+    opt = state["opt"]
+    for group in opt.param_groups:
+        group["lr"] = lr * min(1.0, (state["step"] + 1) / warmup)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+    opt.step()
+    return float(loss)
+
+
+def trained_modules(pipe) -> dict:
+    return {"transformer": pipe.transformer, "text_encoder": pipe.text_encoder}
+
+
+def update_ema(state, step: int) -> None:
+    decay = min(0.999, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for name, module in trained_modules(state["pipe"]).items():
+            for ema, live in zip(state["ema"][name].parameters(), module.parameters()):
+                ema.lerp_(live, 1 - decay)
+
+
+# -- evaluation -------------------------------------------------------------------------------------
+def evaluate(pipe, args, count: int = EVAL_PROMPTS, guidance_scale: float = 4.0, steps: int = 16) -> dict:
+    """Share of judged attributes right over `count` fixed prompts and seeds (plain CFG, stock pipeline)."""
+    rng = np.random.default_rng([args.seed, 3])
+    prompts = [scenes.random_scene(rng).prompt for _ in range(count)]
+    right = dict.fromkeys([*ATTRIBUTES, "all"], 0)
+    for index, prompt in enumerate(prompts):
+        frames = pipe(prompt, negative_prompt="", num_frames=args.frames, height=args.size, width=args.size,
+                      num_inference_steps=steps, guidance_scale=guidance_scale, output_type="np",
+                      generator=torch.Generator().manual_seed(index)).frames[0]
+        verdict = judge((np.clip(frames, 0, 1) * 255).round().astype(np.uint8), prompt)
+        for name in ATTRIBUTES:
+            right[name] += verdict[f"{name}_ok"]
+        right["all"] += verdict["all_ok"]
+    return {k: round(v / count, 3) for k, v in right.items()}
+
+
+def ema_pipeline(state):
+    pipe = copy.copy(state["pipe"])
+    pipe.register_modules(**state["ema"])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def new_state(args) -> dict:
+    from diffusers import LTXPipeline
+
+    torch.manual_seed(args.seed)
+    pipe = LTXPipeline(**model.components(model.SIZES[args.sizes])).to(args.device)
+    return {"stage": "vae", "step": 0, "pipe": pipe, "vae": pipe.vae, "seconds": 0.0,
+            "opt": torch.optim.AdamW(pipe.vae.parameters(), lr=args.vae_lr, weight_decay=0.0)}
+
+
+def start_transformer_stage(state, args) -> None:
+    pipe = state["pipe"]
+    pipe.vae.requires_grad_(False).eval()
+    mean, std = latent_stats(pipe.vae, args)
+    pipe.vae.latents_mean.copy_(mean)
+    pipe.vae.latents_std.copy_(std)
+    params = [p for m in trained_modules(pipe).values() for p in m.parameters()]
+    state.update(stage="transformer", step=0, ema={k: copy.deepcopy(m).requires_grad_(False)
+                                                   for k, m in trained_modules(pipe).items()},
+                 opt=torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01))
+
+
+def save_checkpoint(state, path: Path) -> None:
+    blob = {"stage": state["stage"], "step": state["step"], "seconds": state["seconds"],
+            "modules": {k: m.state_dict() for k, m in state["pipe"].components.items() if hasattr(m, "state_dict")},
+            "opt": state["opt"].state_dict(),
+            "ema": {k: m.state_dict() for k, m in state.get("ema", {}).items()}}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(state, args, path: Path) -> None:
+    blob = torch.load(path, map_location=args.device, weights_only=True)
+    pipe = state["pipe"]
+    for name, weights in blob["modules"].items():
+        getattr(pipe, name).load_state_dict(weights)
+    if blob["stage"] != "vae":
+        state["step"] = 0
+        start_transformer_stage(state, args)
+        for name, weights in blob["ema"].items():
+            state["ema"][name].load_state_dict(weights)
+        pipe.vae.latents_mean.copy_(blob["modules"]["vae"]["latents_mean"])
+        pipe.vae.latents_std.copy_(blob["modules"]["vae"]["latents_std"])
+    state["opt"].load_state_dict(blob["opt"])
+    state.update(stage=blob["stage"], step=blob["step"], seconds=blob["seconds"])
+
+
+def save_pipeline(state, args, argv, evaluation: dict | None) -> Path:
+    import diffusers
+
+    pipe = ema_pipeline(state)
+    out = Path(args.out)
+    pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    pipe.to(torch.float32)
+    record = {
+        "command": "python -m stg.shapes.train " + " ".join(argv),
+        "sizes": model.describe(model.SIZES[args.sizes]),
+        "frames": args.frames, "height": args.size, "width": args.size, "frame_rate": FRAME_RATE,
+        "vae_steps": args.vae_steps, "transformer_steps": state["step"], "batch": args.batch,
+        "device": str(args.device), "threads": torch.get_num_threads(), "train_seconds": round(state["seconds"]),
+        "evaluation": evaluation,
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
+    }
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    from tqdm.auto import tqdm
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(args.work or f"{args.out}.work")
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint, log = work / "checkpoint.pt", work / "log.jsonl"
+    state = new_state(args)
+    if checkpoint.exists():
+        load_checkpoint(state, args, checkpoint)
+    evaluation = None
+    with open(log, "a") as log_file:
+        for stage, total, step_fn in (("vae", args.vae_steps, vae_step), ("transformer", args.steps, transformer_step)):
+            if state["stage"] == "vae" and stage == "transformer":
+                start_transformer_stage(state, args)
+            if state["stage"] != stage:
+                continue
+            bar = tqdm(total=total, initial=state["step"], desc=stage, dynamic_ncols=True)
+            while state["step"] < total:
+                started = time.perf_counter()
+                loss = step_fn(state, args, state["step"])
+                state["step"] += 1
+                state["seconds"] += time.perf_counter() - started
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                entry = {"stage": stage, "step": state["step"], "loss": round(loss, 6),
+                         "seconds": round(state["seconds"], 1)}
+                if stage == "transformer" and args.eval_every and state["step"] % args.eval_every == 0:
+                    evaluation = entry["eval"] = evaluate(ema_pipeline(state), args)
+                    bar.write(f"step {state['step']}: {evaluation}")
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+                if state["step"] % args.save_every == 0 or state["step"] == total:
+                    save_checkpoint(state, checkpoint)
+            bar.close()
+    if evaluation is None and args.eval_every:
+        evaluation = evaluate(ema_pipeline(state), args)
+    out = save_pipeline(state, args, argv, evaluation)
+    print(f"saved {out} after {state['step']} transformer steps, {state['seconds']:.0f} s: {evaluation}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
