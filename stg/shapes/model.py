@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import string
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .scenes import VOCABULARY
 
 _WORDPIECE = "\u2581"  # SentencePiece's word-start marker
+SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "shapes"  # the trained pipeline, in the repository
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class Sizes:
     layers: int = 8
     latent: int = 32  # latent channels per 8x8 patch of pixels
     vae_width: int = 128
+    vae_layers: tuple[int, int] = (1, 1)  # encoder resnets: main block, mid block
+    vae_decoder_layers: tuple[int, int] = (2, 1)  # decoder resnets: mid block, main block
     text_width: int = 64
     text_layers: int = 2
     patch: int = 8  # pixels per latent token side (the VAE's spatial compression)
@@ -32,7 +36,8 @@ class Sizes:
 
 FULL = Sizes()
 TEST = Sizes(width=32, heads=2, layers=2, latent=8, vae_width=16, text_width=16, text_layers=1)
-SIZES = {"full": FULL, "test": TEST}
+SMALL = Sizes(latent=16, patch=4)
+SIZES = {"full": FULL, "test": TEST, "small": SMALL}
 
 
 def tokenizer():
@@ -61,7 +66,8 @@ def vae(sizes: Sizes):
     return AutoencoderKLLTXVideo(
         latent_channels=sizes.latent, patch_size=sizes.patch, patch_size_t=1,
         block_out_channels=(sizes.vae_width,), decoder_block_out_channels=(sizes.vae_width,),
-        down_block_types=("LTXVideoDownBlock3D",), layers_per_block=(1, 1), decoder_layers_per_block=(2, 1),
+        down_block_types=("LTXVideoDownBlock3D",), layers_per_block=sizes.vae_layers,
+        decoder_layers_per_block=tuple(reversed(sizes.vae_decoder_layers)),
         spatio_temporal_scaling=(False,), decoder_spatio_temporal_scaling=(False,),
         decoder_inject_noise=(False, False), upsample_residual=(False,), upsample_factor=(1,),
         timestep_conditioning=False)

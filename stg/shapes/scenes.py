@@ -27,8 +27,8 @@ VOCABULARY = tuple(sorted({*COLOURS, *SHAPES, *DIRECTIONS, *re.findall(r"[a-z]+"
     colour="", shape="", direction="", background=""))}))
 
 # Sizes as fractions of the frame's shorter side: the shape's bounding box, and how far it travels in one clip.
-SIZE_RANGE = (0.30, 0.42)
-TRAVEL_RANGE = (0.34, 0.50)
+SIZE_RANGE = (0.36, 0.46)
+TRAVEL_RANGE = (0.34, 0.44)
 MARGIN = 0.04  # the shape stays this far inside the frame
 SUPERSAMPLE = 4  # sub-pixels per pixel side for anti-aliased edges
 
@@ -41,8 +41,8 @@ class Scene:
     shape: str
     direction: str
     background: str
-    size: float = 0.36  # bounding-box side, fraction of the shorter frame side
-    travel: float = 0.42  # distance covered over the clip, same unit
+    size: float = 0.41  # bounding-box side, fraction of the shorter frame side
+    travel: float = 0.39  # distance covered over the clip, same unit
     offset: float = 0.5  # across the motion: 0 one edge of the free band, 1 the other
     start: float = 0.0  # along the motion: 0 the earliest start that keeps the whole path inside, 1 the latest
 

@@ -16,6 +16,8 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ FRAME_RATE = 25  # LTXPipeline's default; it sets the transformer's rope scale
 MAX_TOKENS = 128  # LTXPipeline's default max_sequence_length: the prompt is padded to it
 DROP_PROMPT = 0.1  # share of training prompts replaced by "" so that CFG has an unconditional prediction
 EVAL_PROMPTS = 24
+STAGES = ("patch", "vae", "transformer")
 LATENT_NOISE = 0.1  # std of the noise added to latents while training the decoder, relative to theirs
 
 
@@ -38,12 +41,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", help="checkpoint and logs (default: OUT.work)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--sizes", choices=sorted(model.SIZES), default="full")
-    p.add_argument("--vae-steps", type=int, default=3000)
+    p.add_argument("--patch-steps", type=int, default=8000, help="VAE steps per 8x8 patch alone, on single frames")
+    p.add_argument("--vae-steps", type=int, default=1000, help="VAE steps with neighbouring patches and frames")
     p.add_argument("--steps", type=int, default=6000, help="transformer steps")
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200, help="transformer steps of linear learning-rate warm-up")
+    p.add_argument("--vae-warmup", type=int, default=100)
     p.add_argument("--frames", type=int, default=9)
     p.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
     p.add_argument("--vae-frames", type=int, default=3, help="frames per VAE training clip")
@@ -75,10 +81,10 @@ def rng_for(seed: int, stage: int, step: int) -> tuple[np.random.Generator, torc
 
 
 # -- stages -----------------------------------------------------------------------------------------
-def vae_step(state, args, step) -> float:
+def vae_step(state, args, step, frames: int, stage: int) -> float:
     vae = state["vae"]
-    rng, gen = rng_for(args.seed, 0, step)
-    x, _, weight = clips(rng, args.vae_batch, args.vae_frames, args.size)
+    rng, gen = rng_for(args.seed, stage, step)
+    x, _, weight = clips(rng, args.vae_batch, frames, args.size)
     x, weight = x.to(args.device), weight.to(args.device)
     with autocast(args):
         z = vae.encode(x).latent_dist.mode()
@@ -87,7 +93,58 @@ def vae_step(state, args, step) -> float:
         recon = vae.decode(z).sample.float()
     error = recon - x
     loss = (weight * error.abs()).mean() + (weight * error.square()).mean()
-    return optimise(state, loss, warmup=100, lr=args.vae_lr)
+    return optimise(state, loss, warmup=args.vae_warmup, lr=args.vae_lr)
+
+
+def patch_step(state, args, step) -> float:
+    """The VAE with each convolution cut to its own frame and pixel: a per-patch autoencoder, 27 times cheaper."""
+    with centre_taps_only(state["vae"]):
+        return vae_step(state, args, step, frames=1, stage=4)
+
+
+def context_step(state, args, step) -> float:
+    """The whole VAE, neighbouring patches and frames included."""
+    return vae_step(state, args, step, frames=args.vae_frames, stage=0)
+
+
+def _convolutions(vae):
+    from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoCausalConv3d
+
+    return [m for m in vae.modules() if isinstance(m, LTXVideoCausalConv3d)]
+
+
+def _centre(conv) -> tuple[int, int, int]:
+    """The tap that sees the output's own frame and pixel (causal convolutions look back only)."""
+    t, h, w = conv.kernel_size
+    return (t - 1 if conv.is_causal else t // 2, h // 2, w // 2)
+
+
+def zero_context_taps(vae) -> None:
+    """Start every VAE convolution as a per-pixel one: its other taps at zero, so the patch stage's solution is
+    exactly where the context stage begins."""
+    with torch.no_grad():
+        for conv in _convolutions(vae):
+            t, h, w = _centre(conv)
+            centre = conv.conv.weight[:, :, t, h, w].clone()
+            conv.conv.weight.zero_()
+            conv.conv.weight[:, :, t, h, w] = centre
+
+
+@contextmanager
+def centre_taps_only(vae):
+    convs = _convolutions(vae)
+
+    def forward(conv, hidden_states):
+        t, h, w = _centre(conv)
+        return F.conv3d(hidden_states, conv.conv.weight[:, :, t:t + 1, h:h + 1, w:w + 1], conv.conv.bias)
+
+    for conv in convs:
+        conv.forward = partial(forward, conv)
+    try:
+        yield
+    finally:
+        for conv in convs:
+            del conv.forward
 
 
 def latent_stats(vae, args) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +191,7 @@ def transformer_step(state, args, step) -> float:
                                                               pipe.vae_spatial_compression_ratio),
                                     return_dict=False)[0]
     loss = F.mse_loss(velocity.float(), noise - x0)
-    value = optimise(state, loss, warmup=200, lr=args.lr)
+    value = optimise(state, loss, warmup=args.warmup, lr=args.lr)
     update_ema(state, step)
     return value
 
@@ -146,7 +203,7 @@ def autocast(args):
 def optimise(state, loss, warmup: int, lr: float) -> float:
     opt = state["opt"]
     for group in opt.param_groups:
-        group["lr"] = lr * min(1.0, (state["step"] + 1) / warmup)
+        group["lr"] = lr * min(1.0, (state["step"] + 1) / max(warmup, 1))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
@@ -196,8 +253,17 @@ def new_state(args) -> dict:
 
     torch.manual_seed(args.seed)
     pipe = LTXPipeline(**model.components(model.SIZES[args.sizes])).to(args.device)
-    return {"stage": "vae", "step": 0, "pipe": pipe, "vae": pipe.vae, "seconds": 0.0,
-            "opt": torch.optim.AdamW(pipe.vae.parameters(), lr=args.vae_lr, weight_decay=0.0)}
+    zero_context_taps(pipe.vae)
+    state = {"pipe": pipe, "vae": pipe.vae, "seconds": 0.0}
+    start_vae_stage(state, args, STAGES[0])
+    return state
+
+
+def start_vae_stage(state, args, stage: str) -> None:
+    """A fresh optimiser per VAE stage: the context taps had no gradient before, and Adam's moments for them would
+    be zero beside a step count that skips its warm-up."""
+    state.update(stage=stage, step=0, opt=torch.optim.AdamW(state["vae"].parameters(), lr=args.vae_lr,
+                                                            weight_decay=0.0))
 
 
 def start_transformer_stage(state, args) -> None:
@@ -210,6 +276,9 @@ def start_transformer_stage(state, args) -> None:
     state.update(stage="transformer", step=0, ema={k: copy.deepcopy(m).requires_grad_(False)
                                                    for k, m in trained_modules(pipe).items()},
                  opt=torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01))
+
+
+STARTS = {"vae": partial(start_vae_stage, stage="vae"), "transformer": start_transformer_stage}
 
 
 def save_checkpoint(state, path: Path) -> None:
@@ -227,7 +296,7 @@ def load_checkpoint(state, args, path: Path) -> None:
     pipe = state["pipe"]
     for name, weights in blob["modules"].items():
         getattr(pipe, name).load_state_dict(weights)
-    if blob["stage"] != "vae":
+    if blob["stage"] == "transformer":
         state["step"] = 0
         start_transformer_stage(state, args)
         for name, weights in blob["ema"].items():
@@ -273,12 +342,13 @@ def main(argv=None) -> int:
         load_checkpoint(state, args, checkpoint)
     evaluation = None
     with open(log, "a") as log_file:
-        for stage, total, step_fn in (("vae", args.vae_steps, vae_step), ("transformer", args.steps, transformer_step)):
-            if state["stage"] == "vae" and stage == "transformer":
-                start_transformer_stage(state, args)
+        plan = {"patch": (args.patch_steps, patch_step), "vae": (args.vae_steps, context_step),
+                "transformer": (args.steps, transformer_step)}
+        for stage in STAGES[STAGES.index(state["stage"]):]:
             if state["stage"] != stage:
-                continue
-            bar = tqdm(total=total, initial=state["step"], desc=stage, dynamic_ncols=True)
+                STARTS[stage](state, args)
+            total, step_fn = plan[stage]
+            bar = tqdm(total=total, initial=min(state["step"], total), desc=stage, dynamic_ncols=True)
             while state["step"] < total:
                 started = time.perf_counter()
                 loss = step_fn(state, args, state["step"])
@@ -296,6 +366,8 @@ def main(argv=None) -> int:
                 if state["step"] % args.save_every == 0 or state["step"] == total:
                     save_checkpoint(state, checkpoint)
             bar.close()
+            if stage != STAGES[-1]:
+                state["step"] = 0
     if evaluation is None and args.eval_every:
         evaluation = evaluate(ema_pipeline(state), args)
     out = save_pipeline(state, args, argv, evaluation)

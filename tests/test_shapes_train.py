@@ -1,0 +1,68 @@
+"""The shapes model's training script, end to end at test sizes: the loss falls, a resumed run repeats a straight
+one exactly, and the saved folder loads like the shipped one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from stg.shapes import train
+
+ARGS = ["--sizes", "test", "--size", "32", "--vae-batch", "4", "--batch", "4", "--patch-steps", "30", "--vae-steps", "30",
+        "--eval-every", "0", "--save-every", "15", "--threads", "1", "--warmup", "5", "--vae-warmup", "5",
+        "--lr", "2e-3", "--vae-lr", "3e-3"]
+
+
+def _run(out: Path, steps: int) -> Path:
+    assert train.main(["--out", str(out), "--steps", str(steps), *ARGS]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return _run(tmp_path_factory.mktemp("straight") / "pipe", 60)
+
+
+def _losses(folder: Path, stage: str) -> np.ndarray:
+    log = Path(f"{folder}.work") / "log.jsonl"
+    return np.array([e["loss"] for e in map(json.loads, log.read_text().splitlines()) if e["stage"] == stage])
+
+
+def test_losses_fall(trained):
+    patch, vae, transformer = (_losses(trained, stage) for stage in ("patch", "vae", "transformer"))
+    assert (len(patch), len(vae), len(transformer)) == (30, 30, 60)
+    assert vae[-8:].mean() < 0.8 * patch[:8].mean()  # the VAE over both its stages
+    assert transformer[-15:].mean() < 0.8 * transformer[:15].mean()
+
+
+def test_resumed_run_equals_a_straight_one(trained, tmp_path):
+    resumed = _run(tmp_path / "pipe", 30)
+    _run(resumed, 60)  # same folder: picks up the checkpoint at step 30
+    for part in ("transformer", "text_encoder", "vae"):
+        name = "diffusion_pytorch_model.safetensors" if part != "text_encoder" else "model.safetensors"
+        a, b = load_file(trained / part / name), load_file(resumed / part / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert (a[key] == b[key]).all(), f"{part}.{key}"
+    np.testing.assert_array_equal(_losses(trained, "transformer"), _losses(resumed, "transformer"))
+
+
+def test_saved_folder_loads_like_the_shipped_model(trained):
+    import stg
+    from stg.shapes.model import SHIPPED
+
+    record = json.loads((trained / "training.json").read_text())
+    assert record["transformer_steps"] == 60 and record["command"].startswith("python -m stg.shapes.train")
+    shipped, saved = (json.loads((folder / "model_index.json").read_text()) for folder in (SHIPPED, trained))
+    assert saved.keys() == shipped.keys() and saved["_class_name"] == shipped["_class_name"] == "LTXPipeline"
+    for part in ("transformer", "vae", "text_encoder", "scheduler"):
+        config = next((SHIPPED / part).glob("*config.json")).name
+        assert json.loads((trained / part / config).read_text()).keys() == json.loads((SHIPPED / part / config).read_text()).keys()
+    backend = stg.Backend.load(str(trained))
+    video = backend.generate("a red circle moving left on a blue background", stg.Guidance(3.0), steps=2,
+                             num_frames=9, height=32, width=32)
+    assert video.frames.shape == (9, 32, 32, 3)
