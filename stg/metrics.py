@@ -68,9 +68,13 @@ class Figure:
     name: str
     unit: str = ""
     help: str = ""
+    relative: bool = True  # shown with its change against the CFG panel's, in percent
+    text: bool = False  # words (what a judge read), not a number: kept out of printed tables and means
 
-    def number(self, value: float) -> str:
-        """The value as shown under a video: two decimals, none from 100 up."""
+    def number(self, value) -> str:
+        """The value as shown under a video: two decimals, none from 100 up; a dash where nothing was measured."""
+        if value is None or isinstance(value, str):
+            return "–" if value is None else value
         return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
@@ -95,7 +99,7 @@ VIDEO = FigureSet(
 )
 
 # Figure sets by the name presets give them ("module:attribute", imported on first use).
-FIGURE_SETS = {"video": f"{__name__}:VIDEO"}
+FIGURE_SETS = {"video": f"{__name__}:VIDEO", "shapes": "stg.shapes.judge:FIGURES"}
 
 
 def figure_set(name: str) -> FigureSet:
@@ -110,7 +114,12 @@ def measure(frames: np.ndarray, settings: dict, sets: Sequence[str] = ("video",)
     values = {}
     for name in sets:
         values.update(figure_set(name).measure(frames, settings))
-    return {name: round(float(value), 4) for name, value in values.items()}
+    return {name: _json_ready(value) for name, value in values.items()}
+
+
+def _json_ready(value):
+    """Numbers rounded; a text (what a judge saw) or None (nothing to measure) as it is."""
+    return value if value is None or isinstance(value, str) else round(float(value), 4)
 
 
 def described(sets: Sequence[str] = ("video",)) -> tuple[Figure, ...]:

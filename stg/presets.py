@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import import_module
 from pathlib import Path
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+ROOT = Path(__file__).resolve().parent.parent
+PRESET_DIR = ROOT / "presets"
 SIZES = ("steps", "num_frames", "height", "width")
 
 
@@ -27,6 +29,16 @@ class Preset:
     examples: list[str] = field(default_factory=list)
     notice: str = ""  # what a person should know about this model's videos before reading anything into them
     figures: tuple[str, ...] = ("video",)  # the figure sets its videos are measured with (stg.metrics)
+    bundled: bool = False  # its weights are a folder of this repository (source is that folder's path)
+    guide: str | None = None  # "module:attribute" of what the model knows of prompts: `.hint`, `.note(prompt)`
+
+    def prompt_hint(self) -> str:
+        """Which prompts the model knows, for the prompt box ("" for a model that takes any text)."""
+        return _attribute(self.guide).hint if self.guide else ""
+
+    def prompt_note(self, prompt: str) -> str:
+        """A short note on a prompt the model may not follow, such as one with words it never saw ("" if none)."""
+        return _attribute(self.guide).note(prompt) if self.guide else ""
 
     def default(self, key: str, sweep: bool = False):
         """The default of one setting: a key of `defaults`, or "fps"; "window.0" is the first of a pair; None where
@@ -69,7 +81,7 @@ def all_presets() -> dict[str, Preset]:
                 family=data["family"],
                 title=model["title"],
                 pipeline=model["pipeline"],
-                source=model.get("source"),
+                source=str(ROOT / model["folder"]) if "folder" in model else model.get("source"),
                 tiny=model.get("tiny"),
                 fps=model.get("fps", data["fps"]),
                 defaults={**data["defaults"], **model.get("defaults", {})},
@@ -77,6 +89,8 @@ def all_presets() -> dict[str, Preset]:
                 examples=list(data["examples"]),
                 notice=model.get("notice", ""),
                 figures=tuple(model.get("figures", data.get("figures", ("video",)))),
+                bundled="folder" in model,
+                guide=model.get("guide"),
             )
     return presets
 
@@ -88,6 +102,11 @@ def get(key: str) -> Preset | None:
 def for_pipeline(pipeline: str) -> Preset | None:
     """The first full-size preset using this pipeline class: defaults for a model given by folder or hub id."""
     for preset in all_presets().values():
-        if preset.pipeline == pipeline and preset.tiny is None:
+        if preset.pipeline == pipeline and preset.tiny is None and not preset.bundled:
             return preset
     return None
+
+
+def _attribute(spec: str):
+    module, _, name = spec.partition(":")
+    return getattr(import_module(module), name)

@@ -93,7 +93,11 @@ class Studio:
         return random_seed() if randomize or seed is None else seed
 
     def prompt_note(self, prompt) -> str:
-        """What the page says under the prompt: where the text encoder stops reading it, if it does."""
+        """What the page says under the prompt: words the model never saw, and where the text encoder stops
+        reading it, if it does."""
+        return "  \n".join(note for note in (self.backend.preset.prompt_note(prompt or ""), self._cut(prompt)) if note)
+
+    def _cut(self, prompt) -> str:
         tokens, limit = self.backend.prompt_tokens(prompt or "")
         if limit is None or tokens <= limit:
             return ""

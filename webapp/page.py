@@ -85,7 +85,8 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
                seed=gr.Number(label="Seed used", precision=0, interactive=False, placeholder=NO_RUN, render=False))
     with gr.Row(equal_height=False):
         with gr.Column(scale=3) as request_column:
-            ui.add("prompt", lines=3, placeholder=preset.examples[0] if preset.examples else "")
+            ui.add("prompt", lines=3, placeholder=preset.examples[0] if preset.examples else "",
+                   info=preset.prompt_hint() or None)
             out["prompt_note"] = gr.Markdown(elem_id="prompt-note", elem_classes="note")
             ui.add("negative_prompt", lines=1)
             ui.add("image")
@@ -197,8 +198,9 @@ def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:
             out["grid"] = gr.Video(label="Grid", show_label=False, elem_id="grid-video", autoplay=True, loop=True,
                                    interactive=False, height=560)
         with gr.Column(scale=2):
-            columns = ["block", "label", *(f.name for f in metrics.described(backend.preset.figures))]
-            out["table"] = gr.Dataframe(headers=columns, datatype=["number", "str"] + ["number"] * (len(columns) - 2),
+            figures = metrics.described(backend.preset.figures)
+            out["table"] = gr.Dataframe(headers=["block", "label", *(f.name for f in figures)],
+                                        datatype=["number", "str", *("str" if f.text else "number" for f in figures)],
                                         label="Figures per video (click a row to use its block)", interactive=False,
                                         elem_id="sweep-table")
             out["summary"] = gr.Markdown(elem_id="sweep-summary")

@@ -64,8 +64,9 @@ def figures_markdown(figures: dict, reference: dict | None = None) -> str:
     def shown(name: str, value: float) -> str:
         figure = metrics.describe(name)
         text = f"{name} **{figure.number(value)}**{figure.unit}"
-        if reference is not None and reference.get(name):
-            text += f" ({round((value / reference[name] - 1) * 100):+d}% vs CFG)"
+        base = None if reference is None else reference.get(name)
+        if figure.relative and isinstance(value, float) and isinstance(base, float) and base:
+            text += f" ({round((value / base - 1) * 100):+d}% vs CFG)"
         return text
 
     return " · ".join(shown(name, value) for name, value in figures.items())

@@ -38,17 +38,19 @@ def build_parser(model: str | None = None) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary, description=f"{text}\n\n{texts.INTRO}",
                                       epilog=texts.EPILOGS[name].format(common=common), allow_abbrev=False,
                                       formatter_class=argparse.RawDescriptionHelpFormatter)
-        _add_options(command)
-        _add_settings(command, name, model)
+        add_model_options(command)
+        _add_prompt_options(command)
+        add_settings(command, name, model)
     return parser
 
 
-def _add_options(parser: argparse.ArgumentParser) -> None:
-    """What is the command line's own: the model, where the prompts come from and where the files go."""
+def add_model_options(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """The model and where it runs."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True, metavar="KEY|ID|PATH",
+    group.add_argument("--model", required=default is None, default=default, metavar="KEY|ID|PATH",
                        help=f"a preset key ({', '.join(presets.all_presets())}), a hub id or a local "
-                            "diffusers pipeline folder; 'tiny' is an offline random-weight model (noise-like videos)")
+                            "diffusers pipeline folder; 'tiny' is an offline random-weight model (noise-like videos)"
+                            + (f" (default: {default})" if default else ""))
     group.add_argument("--device", type=_device,
                        help="torch device, such as cuda, cuda:1 or cpu (default: cuda when there is one)")
     group.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
@@ -58,6 +60,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fp8", action="store_true",
                        help="keep the transformer weights in float8 (half the memory of bfloat16; close, not equal)")
 
+
+def _add_prompt_options(parser: argparse.ArgumentParser) -> None:
+    """Where the prompts come from and where the files go."""
     group = parser.add_argument_group("prompts and output")
     which = group.add_mutually_exclusive_group(required=True)
     which.add_argument("--prompt", metavar="TEXT", help="what the video shows")
@@ -65,11 +70,13 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--out", metavar="DIR", type=Path, required=True, help="folder for the files (made if missing)")
 
 
-def _add_settings(parser: argparse.ArgumentParser, command: str, model: str | None) -> None:
+def add_settings(parser: argparse.ArgumentParser, command: str, model: str | None,
+                 skip: tuple[str, ...] = ("prompt",)) -> None:
+    """A flag per setting of the command (but those skipped), grouped by panel, with its rule and default."""
     preset = presets.get(model) if model else None
     groups = {}
     for setting in COMMANDS[command].settings:
-        if setting.name == "prompt":
+        if setting.name in skip:
             continue
         title = GROUP_TITLES[setting.group]
         if setting.group == STG and command == "sweep":

@@ -10,9 +10,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import fmean
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from .. import inputs, presets
+from .. import inputs, metrics, presets
 from ..inputs import COMMANDS, Model, Task
 from ..limits import text_problem
 from ..quiet import cannot_load, one_line, quiet_libraries
@@ -61,17 +61,10 @@ def _load(args) -> Backend:
     return backend
 
 
-def _tasks(args, prompts: list[tuple[str, str]]) -> tuple[Backend, list[Task]]:
-    """Load the model and check every prompt's request before the first one runs; the settings that need no
-    model are checked before the load, where the model is a preset."""
-    command = COMMANDS[args.command]
-    values = {s.name: getattr(args, s.name) for s in command.settings if s.name != "prompt"}
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out: {args.out} is a file, not a folder")
-    for where, prompt in prompts:  # bad prompts before a long load
-        problem = text_problem(prompt, required=True)
-        if problem:
-            raise UsageError(f"{where}--prompt {problem}")
+def loaded(args, command: inputs.Command) -> tuple[Backend, dict]:
+    """The model, and the command's settings from the flags (defaults filled, text parsed) but for the prompt; the
+    settings that need no model are checked before the load, where the model is a preset."""
+    values = {s.name: getattr(args, s.name) for s in command.settings if hasattr(args, s.name) and s.name != "prompt"}
     known = presets.get(args.model)
     if known is not None:  # bad settings before a long load
         with _flags():
@@ -80,7 +73,19 @@ def _tasks(args, prompts: list[tuple[str, str]]) -> tuple[Backend, list[Task]]:
     quiet_libraries()
     backend = _load(args)
     with _flags():
-        values = inputs.read(command, values, Model.of(backend))
+        return backend, inputs.read(command, values, Model.of(backend))
+
+
+def _tasks(args, prompts: list[tuple[str, str]]) -> tuple[Backend, list[Task]]:
+    """Load the model and check every prompt's request before the first one runs."""
+    command = COMMANDS[args.command]
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out: {args.out} is a file, not a folder")
+    for where, prompt in prompts:  # bad prompts before a long load
+        problem = text_problem(prompt, required=True)
+        if problem:
+            raise UsageError(f"{where}--prompt {problem}")
+    backend, values = loaded(args, command)
     tasks = []
     for where, prompt in prompts:
         with _flags(where):
@@ -102,6 +107,9 @@ def run(args) -> int:
     backend, tasks = _tasks(args, prompts)
     if backend.preset.notice:
         print(f"stg: note: {args.model!r}: {backend.preset.notice}", file=sys.stderr)
+    for _, prompt in prompts:
+        if note := backend.preset.prompt_note(prompt):
+            print(f"stg: note: {prompt[:60]!r}: {note}", file=sys.stderr)
     rows, sweep = [], args.command == "sweep"
     with tqdm(total=sum(t.request.total_steps for t in tasks), desc=f"prompt 1/{len(tasks)}", unit="step",
               file=sys.stderr, dynamic_ncols=True) as bar:
@@ -118,7 +126,8 @@ def run(args) -> int:
     if args.prompts_file:
         rows = _with_means(rows, ("panel",) if sweep else ())
         results.write_csv(rows, args.out / "summary.csv")
-    print(_table(rows))
+    words = tuple(f.name for f in metrics.described(backend.preset.figures) if f.text)  # in the CSV, not the table
+    print(_table(rows, words))
     print(f"stg: files in {args.out}", file=sys.stderr)
     return 0
 
@@ -137,31 +146,47 @@ def _with_means(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(row[key] for key in by), []).append(row)
-    numbers = [key for key, value in rows[0].items() if isinstance(value, float)]
+    numbers = [key for key in rows[0] if any(isinstance(row[key], float) for row in rows)]
+
+    def mean(group: list[dict], column: str):
+        values = [row[column] for row in group if isinstance(row[column], float)]  # None: nothing was measured
+        return round(fmean(values), 4) if values else None
+
     means = [{**dict.fromkeys(rows[0], ""), "prompt": "mean", **dict(zip(by, key)),
-              **{column: round(fmean(row[column] for row in group), 4) for column in numbers}}
+              **{column: mean(group, column) for column in numbers}}
              for key, group in groups.items()]
     return rows + means
 
 
-def _table(rows: list[dict]) -> str:
-    columns = [key for key in rows[0] if key != "folder"]
-    cells = [[f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])[:40] for c in columns] for row in rows]
+def _table(rows: list[dict], words: tuple[str, ...] = ()) -> str:
+    """The rows as aligned text, but the folder and the figures in words."""
+    columns = [key for key in rows[0] if key != "folder" and not key.endswith(words)]
+    cells = [[f"{row[c]:.3f}" if isinstance(row[c], float) else "" if row[c] is None else str(row[c])[:40]
+              for c in columns] for row in rows]
     widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-    numeric = [isinstance(rows[0][c], float) for c in columns]
+    numeric = [any(isinstance(row[c], float) for row in rows) for c in columns]
     lines = [[c.rjust(w) if n else c.ljust(w) for c, w, n in zip(line, widths, numeric)] for line in [columns, *cells]]
     return "\n".join("  ".join(line).rstrip() for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
+
+    def parse_and_run() -> int:
         parser = build_parser(model_in(argv))
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
         return run(args)
+
+    return guarded(parse_and_run)
+
+
+def guarded(work: Callable[[], int]) -> int:
+    """The exit status of a command: its own, 2 for bad input (one line on stderr), 130 interrupted, 1 failed."""
+    try:
+        return work()
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
     except (UsageError, ValueError) as error:

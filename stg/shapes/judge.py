@@ -1,25 +1,27 @@
 """Scores a video of the shapes model against its prompt: what it shows, and how cleanly.
 
 Adherence: the shape's colour, the background's colour, the direction of motion and the shape's class, each read from
-the frames alone. Quality, each lower-is-better and zero for a perfectly rendered clip:
-- `edge_px`: width of the shape's edge, pixels whose colour is between shape and background per pixel of outline;
-- `area_var`: variation of the shape's area over the frames, percent of its mean;
-- `path_px`: distance of the shape's centre from a straight path at a steady speed, RMS pixels;
-- `colour_err`: distance of the shape's pixels from its palette colour, RGB units (0-441).
+the frames alone. Quality, each lower-is-better and zero for a perfectly rendered clip (`QUALITY`). `FIGURES` is the
+figure set the shapes preset adds to every video it makes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..metrics import Figure, FigureSet
 from .scenes import COLOURS, DIRECTIONS, SHAPES, Scene, parse, shape_mask
 
 ATTRIBUTES = ("shape_colour", "background", "direction", "shape")
 QUALITY = {
-    "edge_px": "edge width, px",
-    "area_var": "area variation, %",
-    "path_px": "path deviation, px",
-    "colour_err": "colour error, RGB",
+    "edge_px": Figure("edge_px", " px", "width of the shape's edge: pixels between shape and background colour per "
+                      "pixel of outline (lower is crisper; a clean render is about 1)"),
+    "area_var": Figure("area_var", "%", "variation of the shape's area over the frames, percent of its mean (lower "
+                       "is steadier)"),
+    "path_px": Figure("path_px", " px", "distance of the shape's centre from a straight path at a steady speed, RMS "
+                      "(lower is straighter)"),
+    "colour_err": Figure("colour_err", "", "distance of the shape's inside from its palette colour in RGB units, "
+                         "0-441 (lower is purer)"),
 }
 _PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
 _NAMES = list(COLOURS)
@@ -36,11 +38,12 @@ def _nearest(rgb: np.ndarray, exclude: int | None = None) -> int:
     return int(np.argmin(distance))
 
 
-def _background(clip: np.ndarray) -> int:
-    """The palette colour most pixels of the clip are nearest to."""
+def _background(clip: np.ndarray) -> tuple[int, np.ndarray]:
+    """The palette colour most pixels of the clip are nearest to, and the median colour of those pixels."""
     pixels = clip.reshape(-1, 3)[:: max(1, clip.size // 3 // 20000)]
     nearest = np.argmin(np.linalg.norm(pixels[:, None, :] - _PALETTE[None], axis=2), axis=1)
-    return int(np.bincount(nearest, minlength=len(_PALETTE)).argmax())
+    background = int(np.bincount(nearest, minlength=len(_PALETTE)).argmax())
+    return background, np.median(pixels[nearest == background], axis=0)
 
 
 def _centre_and_box(mask: np.ndarray) -> tuple[float, float, float, float]:
@@ -80,9 +83,7 @@ def judge(frames: np.ndarray, expected: Scene | str | None = None) -> dict:
     clip = np.asarray(frames, dtype=np.float32)
     count, height, width, _ = clip.shape
     side = min(height, width)
-    background = _background(clip)
-    pixels = clip.reshape(-1, 3)
-    bg_rgb = np.median(pixels[np.linalg.norm(pixels - _PALETTE[background], axis=1) < SEEN], axis=0)
+    background, bg_rgb = _background(clip)
     distance = np.linalg.norm(clip - bg_rgb, axis=-1)
     seen = distance > SEEN
     verdict = {"shape_colour": "none", "background": _NAMES[background], "direction": "still", "shape": "none"}
@@ -134,3 +135,28 @@ def _quality(clip, coverage, solid, present, colour) -> dict:
     areas = np.array(areas)
     return {"edge_px": float(np.mean(edge)), "area_var": float(areas.std() / areas.mean() * 100),
             "colour_err": float(np.mean(errors)) if errors else None}
+
+
+def seen(verdict: dict) -> str:
+    """What the judge read from the frames, in the prompt's own words."""
+    if verdict["shape"] == "none":
+        return f"no shape on a {verdict['background']} background"
+    motion = "standing still" if verdict["direction"] == "still" else f"moving {verdict['direction']}"
+    return f"a {verdict['shape_colour']} {verdict['shape']} {motion} on a {verdict['background']} background"
+
+
+def _figures(frames: np.ndarray, settings: dict) -> dict:
+    verdict = judge(frames, settings.get("prompt"))
+    right = sum(verdict[f"{name}_ok"] for name in ATTRIBUTES) if "all_ok" in verdict else None
+    return {"prompt_right": right, "seen": seen(verdict), **{name: verdict[name] for name in QUALITY}}
+
+
+FIGURES = FigureSet(
+    (
+        Figure("prompt_right", "/4", "how many of the prompt's shape colour, background colour, direction and shape "
+               "the frames show (empty for a prompt outside the grammar)", relative=False),
+        Figure("seen", "", "what the frames show, read back in the prompt's words", relative=False, text=True),
+        *QUALITY.values(),
+    ),
+    _figures,
+)

@@ -150,3 +150,21 @@ def render(scene: Scene, frames: int = 9, height: int = 64, width: int = 64) -> 
         alpha = shape_mask(scene.shape, x, y, side, side, height, width)[..., None]
         clip[index] = np.round(background + alpha * (colour - background)).astype(np.uint8)
     return clip
+
+
+class Guide:
+    """What the shapes model knows of prompts, for the prompt box and a note on words it never saw."""
+
+    hint = (f"It knows one sentence: a {{colour}} {{shape}} moving {{direction}} on a {{colour}} background. Colours: "
+            f"{', '.join(COLOURS)}; shapes: {', '.join(SHAPES)}; directions: {', '.join(DIRECTIONS)}.")
+
+    @staticmethod
+    def note(prompt: str) -> str:
+        unknown = unknown_words(prompt)
+        if not unknown:
+            return ""
+        return (f"The shapes model never saw {', '.join(repr(w) for w in unknown[:5])}"
+                f"{' and more' if len(unknown) > 5 else ''}: it still runs, reading the words it knows.")
+
+
+GUIDE = Guide()

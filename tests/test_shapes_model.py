@@ -1,0 +1,84 @@
+"""The shipped shapes model: it loads offline from the repository, follows its grammar, and every surface shows
+its ground-truth figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stg
+from stg import presets
+from stg.shapes import judge, scenes
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ("prompt_right", "seen", *judge.QUALITY)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return stg.Backend.load("shapes")
+
+
+def test_shipped_folder_is_small_and_records_how_it_was_made():
+    folder = presets.get("shapes").source
+    size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+    assert size < 21 * 2**20
+    record = json.loads((Path(folder) / "training.json").read_text())
+    for key in ("command", "transformer_steps", "device", "train_seconds", "versions"):
+        assert record[key], key
+
+
+def test_follows_prompts_no_one_chose(shapes):
+    """Eight prompts and seeds drawn at random, the preset's defaults, plain CFG: nearly all read back right."""
+    draw = np.random.default_rng(2026)
+    d = shapes.preset.defaults
+    right = []
+    for _ in range(8):
+        prompt, seed = scenes.random_scene(draw).prompt, int(draw.integers(2**32))
+        video = shapes.generate(prompt, stg.Guidance(d["cfg_scale"]), seed=seed, negative_prompt=d["negative_prompt"])
+        right.append(judge.judge(video.frames, prompt)["all_ok"])
+    assert sum(right) >= 6, right
+
+
+def test_prompt_guide(shapes):
+    preset = shapes.preset
+    assert "circle" in preset.prompt_hint() and "background" in preset.prompt_hint()
+    assert preset.prompt_note("a red circle moving left on a blue background") == ""
+    assert "'fox'" in preset.prompt_note("A red fox moving left on a blue background")
+    # An unknown word still runs.
+    video = shapes.generate("a purple fox", stg.Guidance(3.0), steps=2)
+    assert video.frames.shape == (9, 64, 64, 3)
+
+
+def _stg(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_cli_compare_shows_and_records_the_shape_figures(tmp_path):
+    done = _stg("stg", "compare", "--model", "shapes", "--prompt", "a green square moving up on a black background",
+                "--steps", "6", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    panels = json.loads((tmp_path / "settings.json").read_text())["panels"]
+    for panel in panels:
+        assert set(FIGURES) <= set(panel["figures"])
+        assert 0 <= panel["figures"]["prompt_right"] <= 4
+    header = done.stdout.splitlines()[0]
+    assert "cfg_prompt_right" in header and "stg_edge_px" in header
+
+
+def test_evaluate_prints_cfg_beside_stg(tmp_path):
+    done = _stg("stg.evaluate", "--prompts", "2", "--steps", "4", "--json", str(tmp_path / "eval.json"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "CFG + STG" in lines[1] and any(line.startswith("all right, %") for line in lines)
+    assert all(any(line.startswith(name) for line in lines) for name in judge.QUALITY)
+    records = json.loads((tmp_path / "eval.json").read_text())["records"]
+    assert len(records) == 2 and {"cfg", "stg", "apart"} <= set(records[0])
+    bad = _stg("stg.evaluate", "--prompts", "2", "--stg-scale", "nan")
+    assert bad.returncode == 2 and "--stg-scale" in bad.stderr and len(bad.stderr.splitlines()) == 1
