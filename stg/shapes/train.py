@@ -47,7 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--vae-lr", type=float, default=1e-3, help="learning rate of the patch stage")
+    p.add_argument("--context-lr", type=float, default=1e-4,
+                   help="learning rate of the VAE's context stage: small, as it starts from a trained autoencoder")
     p.add_argument("--warmup", type=int, default=200, help="transformer steps of linear learning-rate warm-up")
     p.add_argument("--vae-warmup", type=int, default=100)
     p.add_argument("--frames", type=int, default=9)
@@ -81,7 +83,7 @@ def rng_for(seed: int, stage: int, step: int) -> tuple[np.random.Generator, torc
 
 
 # -- stages -----------------------------------------------------------------------------------------
-def vae_step(state, args, step, frames: int, stage: int) -> float:
+def vae_step(state, args, step, frames: int, stage: int, lr: float) -> float:
     vae = state["vae"]
     rng, gen = rng_for(args.seed, stage, step)
     x, _, weight = clips(rng, args.vae_batch, frames, args.size)
@@ -93,18 +95,18 @@ def vae_step(state, args, step, frames: int, stage: int) -> float:
         recon = vae.decode(z).sample.float()
     error = recon - x
     loss = (weight * error.abs()).mean() + (weight * error.square()).mean()
-    return optimise(state, loss, warmup=args.vae_warmup, lr=args.vae_lr)
+    return optimise(state, loss, warmup=args.vae_warmup, lr=lr)
 
 
 def patch_step(state, args, step) -> float:
     """The VAE with each convolution cut to its own frame and pixel: a per-patch autoencoder, 27 times cheaper."""
     with centre_taps_only(state["vae"]):
-        return vae_step(state, args, step, frames=1, stage=4)
+        return vae_step(state, args, step, frames=1, stage=4, lr=args.vae_lr)
 
 
 def context_step(state, args, step) -> float:
     """The whole VAE, neighbouring patches and frames included."""
-    return vae_step(state, args, step, frames=args.vae_frames, stage=0)
+    return vae_step(state, args, step, frames=args.vae_frames, stage=0, lr=args.context_lr)
 
 
 def _convolutions(vae):
@@ -310,10 +312,11 @@ def load_checkpoint(state, args, path: Path) -> None:
 def save_pipeline(state, args, argv, evaluation: dict | None) -> Path:
     import diffusers
 
-    pipe = ema_pipeline(state)
     out = Path(args.out)
-    pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
-    pipe.to(torch.float32)
+    pipe = ema_pipeline(state)
+    pipe.register_modules(**{name: copy.deepcopy(getattr(pipe, name)).half()
+                             for name in ("transformer", "text_encoder", "vae")})
+    pipe.save_pretrained(out, safe_serialization=True)  # fp16 weights: half the size, loaded in any dtype
     record = {
         "command": "python -m stg.shapes.train " + " ".join(argv),
         "sizes": model.describe(model.SIZES[args.sizes]),

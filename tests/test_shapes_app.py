@@ -1,0 +1,61 @@
+"""The app around the shapes model, as `python app.py` shows it without a GPU: the banner, the words it knows, the
+note on others, and the ground-truth figures under each video, over HTTP and in Chromium."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import stg
+from stg.shapes import judge
+
+from .conftest import launched
+from .test_browser import PLAYING, page  # noqa: F401 - the Chromium page fixture
+
+QUICK = dict(steps=4)
+
+
+@pytest.fixture(scope="module")
+def shapes_server(app_module):
+    from webapp import build_demo
+
+    backend = stg.Backend.load("shapes")
+    with launched(app_module, build_demo(backend, "no GPU found")) as url:
+        yield url
+
+
+def test_compare_over_http_records_the_shape_figures(shapes_server, tmp_path):
+    from gradio_client import Client
+
+    client = Client(shapes_server, verbose=False, download_files=str(tmp_path))
+    *_, settings, seed = client.predict(prompt="a yellow square moving down on a blue background", seed=3, **QUICK,
+                                        api_name="/compare")
+    document = json.loads(Path(settings).read_text())
+    assert document["model"] == "shapes" and seed == 3
+    for panel in document["panels"]:
+        figures = panel["figures"]
+        assert {"motion", "prompt_right", "seen", *judge.QUALITY} <= set(figures)
+        assert figures["seen"].endswith("background") and 0 <= figures["prompt_right"] <= 4
+
+
+def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, page):  # noqa: F811
+    page.goto(shapes_server)
+    banner = page.locator(".prose.banner").inner_text()
+    assert "synthetic" in banner and "no GPU found" in banner
+    prompt = page.get_by_label("Prompt", exact=True)
+    hint = page.locator("#component-" + prompt.evaluate("e => e.closest('[id^=component-]').id.split('-')[1]"))
+    assert "circle" in hint.inner_text() and "directions" in hint.inner_text()
+    prompt.fill("a purple fox moving left on a blue background")
+    page.locator("#prompt-note").get_by_text("never saw").wait_for(timeout=30_000)
+    assert "'purple'" in page.locator("#prompt-note").inner_text()
+    prompt.fill("a red circle moving right on a blue background")
+    page.wait_for_function("() => !document.querySelector('#prompt-note').innerText.includes('never saw')",
+                           timeout=30_000)
+    page.get_by_label("Steps").fill("4")
+    page.get_by_role("button", name="Generate").click()
+    for panel in ("cfg-video", "stg-video"):
+        page.wait_for_function(PLAYING, arg=[panel, 0], timeout=120_000)
+    page.locator("#cfg-figures").get_by_text("prompt_right").wait_for(timeout=30_000)
+    assert "seen" in page.locator("#stg-figures").inner_text()
