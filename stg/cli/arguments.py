@@ -49,7 +49,8 @@ def add_model_options(parser: argparse.ArgumentParser, default: str | None = Non
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=default is None, default=default, metavar="KEY|ID|PATH",
                        help=f"a preset key ({', '.join(presets.all_presets())}), a hub id or a local "
-                            "diffusers pipeline folder; 'tiny' is an offline random-weight model (noise-like videos)"
+                            "diffusers pipeline folder; 'shapes' runs offline on a CPU (a small model trained on "
+                            "synthetic shapes)"
                             + (f" (default: {default})" if default else ""))
     group.add_argument("--device", type=_device,
                        help="torch device, such as cuda, cuda:1 or cpu (default: cuda when there is one)")

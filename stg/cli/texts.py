@@ -16,7 +16,7 @@ much each video moves, flickers and how sharp it is.
 
 TOP_EPILOG = """\
 examples:
-  python -m stg compare --model tiny --prompt "a red fox in snow" --out out/fox
+  python -m stg compare --model shapes --prompt "a red circle moving right on a blue background" --out out/circle
   python -m stg sweep --model ltx-video --prompt "waves at dusk" --out out/blocks
 
 Run `python -m stg COMMAND --help` for the settings, the files written and the
@@ -75,7 +75,8 @@ files written (in --out DIR, or in each prompt's folder):
                      both videos
 
 examples:
-  python -m stg compare --model tiny --prompt "a red fox in snow" --out out/fox
+  python -m stg compare --model shapes \\
+      --prompt "a red circle moving right on a blue background" --out out/circle
   python -m stg compare --model ltx-video --prompt "waves at dusk" \\
       --stg-blocks "14, 19" --stg-scale 1.5 --seed 7 --out out/waves
   python -m stg compare --model wan-1.3b --prompts-file prompts.txt \\
@@ -91,7 +92,8 @@ files written (in --out DIR, or in each prompt's folder):
                   every video
 
 examples:
-  python -m stg sweep --model tiny --prompt "a fox in snow" --out out/blocks
+  python -m stg sweep --model shapes \\
+      --prompt "a white square moving up on a black background" --out out/blocks
   python -m stg sweep --model ltx-video --prompt "waves at dusk" \\
       --candidate-blocks "11, 15, 19, 23" --height 256 --width 384 --out out/b
 
