@@ -1,5 +1,6 @@
 """Fixtures that start the app (the offline tiny model, served on 127.0.0.1 on a free port) and watch its GPU runs:
-a log of how each ended, and faults injected into them; and app.py started as a process, as a user starts it."""
+a log of how each ended, and faults injected into them; app.py started as a process, as a user starts it; and a
+page in Debian's Chromium, driven by Playwright."""
 
 from __future__ import annotations
 
@@ -161,3 +162,28 @@ def faults(app_module):
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected fault)")
 
     yield from _hooked(Faults())
+
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+PLAYING = """([id, since]) => {
+    const v = document.querySelector(`#${id} video`);
+    return v !== null && v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > since;
+}"""
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which(CHROMIUM) or os.path.exists(CHROMIUM), "Chromium is installed by .ci/run (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1360, "height": 900}, device_scale_factor=1)
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()

@@ -1,28 +1,15 @@
-"""The page in Debian's Chromium, driven by Playwright: type a prompt, Generate, both videos play; the block explorer.
-
-STG_SCREENSHOT=assets/screenshot.png also writes the page's screenshot there (the README's).
-"""
+"""The page in Debian's Chromium, driven by Playwright: type a prompt, Generate, both videos play; the block explorer."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import sync_playwright
+from conftest import PLAYING
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-
-PLAYING = """([id, since]) => {
-    const v = document.querySelector(`#${id} video`);
-    return v !== null && v.readyState >= 2 && v.videoWidth > 0 && v.currentTime > since;
-}"""
 STATE = """(id) => {
     const v = document.querySelector(`#${id} video`);
     return v && {ready: v.readyState, width: v.videoWidth, height: v.videoHeight, time: v.currentTime,
@@ -30,20 +17,7 @@ STATE = """(id) => {
 }"""
 
 
-@pytest.fixture
-def page(tmp_path):
-    assert shutil.which(CHROMIUM) or os.path.exists(CHROMIUM), "Chromium is installed by .ci/run (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1360, "height": 900}, device_scale_factor=1)
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
-
-
-def test_generate_in_the_browser_plays_both_videos(server, page, tmp_path):
+def test_generate_in_the_browser_plays_both_videos(server, page):
     page.goto(server)
     page.get_by_label("Prompt", exact=True).fill("A red fox walks through the snow in a forest, cinematic")
     page.get_by_role("button", name="Generate").click()
@@ -63,16 +37,6 @@ def test_generate_in_the_browser_plays_both_videos(server, page, tmp_path):
     assert "motion" in page.locator("#cfg-figures").inner_text()
     assert "STG" in page.locator("#stg-figures").inner_text()
 
-    page.wait_for_timeout(500)  # let the progress overlays fade
-    shot = tmp_path / "page.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    target = os.environ.get("STG_SCREENSHOT")
-    if target:  # the README's copy: 256 colours keep the file small
-        from PIL import Image
-
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Image.open(shot).convert("RGB").quantize(256).save(target, optimize=True)
 
 
 def test_page_shows_header_banner_and_limits(server, page, backend):

@@ -1,9 +1,11 @@
 """The app around the shapes model, as `python app.py` shows it without a GPU: the banner, the words it knows, the
-note on others, and the ground-truth figures under each video, over HTTP and in Chromium."""
+note on others, and the ground-truth figures under each video, over HTTP and in Chromium.
+STG_SCREENSHOT=assets/screenshot.png also writes the page's screenshot there (the README's)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,7 @@ import pytest
 import stg
 from stg.shapes import judge
 
-from .conftest import launched
-from .test_browser import PLAYING, page  # noqa: F401 - the Chromium page fixture
+from conftest import PLAYING, launched
 
 QUICK = dict(steps=4)
 
@@ -40,7 +41,7 @@ def test_compare_over_http_records_the_shape_figures(shapes_server, tmp_path):
         assert figures["seen"].endswith("background") and 0 <= figures["prompt_right"] <= 4
 
 
-def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, page):  # noqa: F811
+def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, page, tmp_path):  # noqa: F811
     page.goto(shapes_server)
     banner = page.locator(".prose.banner").inner_text()
     assert "synthetic" in banner and "no GPU found" in banner
@@ -53,9 +54,18 @@ def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, pag
     prompt.fill("a red circle moving right on a blue background")
     page.wait_for_function("() => !document.querySelector('#prompt-note').innerText.includes('never saw')",
                            timeout=30_000)
-    page.get_by_label("Steps").fill("4")
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Generate").click()  # at the preset's defaults, as a visitor sees it
     for panel in ("cfg-video", "stg-video"):
         page.wait_for_function(PLAYING, arg=[panel, 0], timeout=120_000)
     page.locator("#cfg-figures").get_by_text("prompt_right").wait_for(timeout=30_000)
     assert "seen" in page.locator("#stg-figures").inner_text()
+
+    page.wait_for_timeout(500)  # let the progress overlays fade
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    target = os.environ.get("STG_SCREENSHOT")
+    if target:  # the README's copy: 256 colours keep the file small
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(256).save(target, optimize=True)

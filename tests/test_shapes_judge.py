@@ -68,7 +68,7 @@ def test_judge_survives_blur_and_noise_and_sees_what_is_wrong():
     chosen = _scenes(100, seed=11)
     right = []
     for scene in chosen:
-        clip = _blur(scenes.render(scene), kernel) + rng.normal(0, 10, (9, 64, 64, 3))
+        clip = _blur(scenes.render(scene), kernel) + rng.normal(0, 10, (9, 32, 32, 3))
         right.append(judge.judge(np.clip(clip, 0, 255).astype(np.uint8), scene)["all_ok"])
     assert np.mean(right) >= 0.98
     # A different scene is judged wrong in what differs, right in the rest.
@@ -83,7 +83,7 @@ def test_judge_survives_blur_and_noise_and_sees_what_is_wrong():
 
 
 def test_judge_of_a_clip_without_a_shape():
-    still = np.broadcast_to(np.array(scenes.COLOURS["white"], dtype=np.uint8), (9, 64, 64, 3))
+    still = np.broadcast_to(np.array(scenes.COLOURS["white"], dtype=np.uint8), (9, 32, 32, 3))
     verdict = judge.judge(still, "a red circle moving left on a white background")
     assert verdict["shape"] == "none" and verdict["direction"] == "still" and verdict["background_ok"]
     assert not verdict["all_ok"] and verdict["edge_px"] is None

@@ -52,7 +52,7 @@ def test_prompt_guide(shapes):
     assert "'fox'" in preset.prompt_note("A red fox moving left on a blue background")
     # An unknown word still runs.
     video = shapes.generate("a purple fox", stg.Guidance(3.0), steps=2)
-    assert video.frames.shape == (9, 64, 64, 3)
+    assert video.frames.shape == (9, 32, 32, 3)
 
 
 def _stg(*args: str) -> subprocess.CompletedProcess:
@@ -82,3 +82,17 @@ def test_evaluate_prints_cfg_beside_stg(tmp_path):
     assert len(records) == 2 and {"cfg", "stg", "apart"} <= set(records[0])
     bad = _stg("stg.evaluate", "--prompts", "2", "--stg-scale", "nan")
     assert bad.returncode == 2 and "--stg-scale" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_benchmark_prints_its_figures():
+    done = _stg("stg.shapes.bench", "--repeats", "1")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["height"] == shapes_defaults()["height"] and result["repeats"] == 1
+    for name in ("load", "compare_render", "compare_total", "app_start"):
+        assert 0 < result["seconds"][name] < 300, name
+        assert any(line.startswith(name) for line in done.stdout.splitlines()), name
+
+
+def shapes_defaults() -> dict:
+    return presets.get("shapes").defaults

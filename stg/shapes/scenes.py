@@ -140,7 +140,7 @@ def shape_mask(shape: str, centre_x: float, centre_y: float, box_width: float, b
     return coverage
 
 
-def render(scene: Scene, frames: int = 9, height: int = 64, width: int = 64) -> np.ndarray:
+def render(scene: Scene, frames: int = 9, height: int = 32, width: int = 32) -> np.ndarray:
     """The clip as uint8 frames [frames, height, width, 3]."""
     side = scene.size * min(height, width)
     background = np.array(COLOURS[scene.background], dtype=np.float32)

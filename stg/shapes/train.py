@@ -52,11 +52,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=200, help="transformer steps of linear learning-rate warm-up")
     p.add_argument("--vae-warmup", type=int, default=100)
     p.add_argument("--frames", type=int, default=9)
-    p.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
+    p.add_argument("--size", type=int, default=32, help="frame height and width in pixels")
     p.add_argument("--vae-frames", type=int, default=3, help="frames per VAE training clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=500, help="transformer steps between judged samples (0: never)")
+    p.add_argument("--shift", type=float, default=3.0, help="the saved scheduler's shift: more of the sampler's steps "
+                   "at high noise, where the layout and the motion form (training sees every noise level alike)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     return p.parse_args(argv)
@@ -241,9 +243,9 @@ def evaluate(pipe, args, count: int = EVAL_PROMPTS, guidance_scale: float = 4.0,
     return {k: round(v / count, 3) for k, v in right.items()}
 
 
-def ema_pipeline(state):
+def ema_pipeline(state, args):
     pipe = copy.copy(state["pipe"])
-    pipe.register_modules(**state["ema"])
+    pipe.register_modules(**state["ema"], scheduler=model.scheduler(args.shift))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -312,7 +314,7 @@ def save_pipeline(state, args, argv, evaluation: dict | None) -> Path:
     import diffusers
 
     out = Path(args.out)
-    pipe = ema_pipeline(state)
+    pipe = ema_pipeline(state, args)
     pipe.register_modules(**{name: copy.deepcopy(getattr(pipe, name)).half()
                              for name in ("transformer", "text_encoder", "vae")})
     pipe.save_pretrained(out, safe_serialization=True)  # fp16 weights: half the size, loaded in any dtype
@@ -361,7 +363,7 @@ def main(argv=None) -> int:
                 entry = {"stage": stage, "step": state["step"], "loss": round(loss, 6),
                          "seconds": round(state["seconds"], 1)}
                 if stage == "transformer" and args.eval_every and state["step"] % args.eval_every == 0:
-                    evaluation = entry["eval"] = evaluate(ema_pipeline(state), args)
+                    evaluation = entry["eval"] = evaluate(ema_pipeline(state, args), args)
                     bar.write(f"step {state['step']}: {evaluation}")
                 log_file.write(json.dumps(entry) + "\n")
                 log_file.flush()
@@ -371,7 +373,7 @@ def main(argv=None) -> int:
             if stage != STAGES[-1]:
                 state["step"] = 0
     if evaluation is None and args.eval_every:
-        evaluation = evaluate(ema_pipeline(state), args)
+        evaluation = evaluate(ema_pipeline(state, args), args)
     out = save_pipeline(state, args, argv, evaluation)
     print(f"saved {out} after {state['step']} transformer steps, {state['seconds']:.0f} s: {evaluation}")
     return 0
