@@ -41,13 +41,13 @@ def test_compare_over_http_records_the_shape_figures(shapes_server, tmp_path):
         assert figures["seen"].endswith("background") and 0 <= figures["prompt_right"] <= 4
 
 
-def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, page, tmp_path):  # noqa: F811
+def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, page, tmp_path):
     page.goto(shapes_server)
     banner = page.locator(".prose.banner").inner_text()
     assert "synthetic" in banner and "no GPU found" in banner
-    prompt = page.get_by_label("Prompt", exact=True)
-    hint = page.locator("#component-" + prompt.evaluate("e => e.closest('[id^=component-]').id.split('-')[1]"))
+    hint = page.get_by_text("It knows one sentence").first
     assert "circle" in hint.inner_text() and "directions" in hint.inner_text()
+    prompt = page.locator("label", has=hint).locator("textarea")  # the hint stands in the prompt box's label
     prompt.fill("a purple fox moving left on a blue background")
     page.locator("#prompt-note").get_by_text("never saw").wait_for(timeout=30_000)
     assert "'purple'" in page.locator("#prompt-note").inner_text()
