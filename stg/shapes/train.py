@@ -211,7 +211,7 @@ def optimise(state, loss, warmup: int, lr: float) -> float:
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def trained_modules(pipe) -> dict:
