@@ -36,8 +36,7 @@ class Sizes:
 
 FULL = Sizes()
 TEST = Sizes(width=32, heads=2, layers=2, latent=8, vae_width=16, text_width=16, text_layers=1)
-SMALL = Sizes(latent=16, patch=4)
-SIZES = {"full": FULL, "test": TEST, "small": SMALL}
+SIZES = {"full": FULL, "test": TEST}
 
 
 def tokenizer():
