@@ -17,7 +17,7 @@ from . import families, presets
 from .denoiser import GuidedDenoiser, Progress, passes_per_step
 from .families import Family
 from .guidance import Guidance
-from .layout import check_guider, experts, rebuild
+from .layout import OneRequestAtATime, check_guider, experts, rebuild
 from .limits import MAX_SEED, PANELS_PER_RUN, integer_rule, text_problem
 from .perturb import install
 
@@ -106,6 +106,7 @@ class Backend:
             pipe.vae.enable_slicing()
         # Fast tokenizers raise 'Already borrowed' when two threads encode at once.
         self._encode_lock = threading.Lock()
+        self._autoencoder_lock = threading.Lock()
         for _, transformer in self.experts:
             if family.prepare_transformer is not None:
                 family.prepare_transformer(transformer)
@@ -222,6 +223,8 @@ class Backend:
         progress = Progress(request.steps, callback)
         scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
         components = {**pipe.components, "scheduler": scheduler}
+        for name in [name for name in components if name.endswith("vae")]:  # vae, and LTX-2's audio_vae
+            components[name] = OneRequestAtATime(components[name], self._autoencoder_lock)
         for expert, (name, transformer) in enumerate(self.experts):
             components[name] = GuidedDenoiser(transformer, family, panels, negative, progress, expert=expert,
                                               scheduler=scheduler, share_prefix=share_prefix, max_rows=max_rows)

@@ -43,6 +43,26 @@ def check_guider(guider) -> None:
                          f"({_PLAIN_GUIDER}), so its videos would differ from this pipeline's")
 
 
+class OneRequestAtATime:
+    """A shared autoencoder for one request, whose encode and decode run one request at a time: Wan's keeps its
+    causal feature cache on the module while it runs, so two requests decoding at once would mix their frames."""
+
+    def __init__(self, autoencoder, lock):
+        self.autoencoder = autoencoder
+        self.lock = lock
+
+    def __getattr__(self, name):
+        return getattr(self.autoencoder, name)
+
+    def encode(self, *args, **kwargs):
+        with self.lock:
+            return self.autoencoder.encode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        with self.lock:
+            return self.autoencoder.decode(*args, **kwargs)
+
+
 def rebuild(pipe: DiffusionPipeline, components: dict) -> DiffusionPipeline:
     """A pipeline of pipe's class over these components that keeps every registered setting of pipe (Wan 2.2's
     boundary_ratio, TI2V's expand_timesteps, ...), which `type(pipe)(**components)` would drop."""

@@ -318,16 +318,60 @@ def test_two_threads_get_what_serial_calls_get(case, loaded):
             np.testing.assert_array_equal(a, b)
 
 
+def test_two_requests_never_decode_at_once_through_a_stateful_autoencoder(loaded):
+    """Wan's VAE keeps its causal feature cache on the module: two decodes at once would mix their frames. Each
+    decode here waits (a while) for the other to enter too, which only happens if nothing keeps them apart."""
+    case = BY_ID["wan2.2:WanPipeline"]
+    backend, _ = loaded(case)
+    options = request(case, negative_prompt=NEGATIVE)
+    settings = [stg.Guidance(cfg_scale(case)), stg.Guidance(cfg_scale(case), 2.0, "stg-r", [2])]
+    serial = [backend.generate(PROMPT, g, **options).frames for g in settings]
+    meeting, inside, overlaps = threading.Barrier(2), set(), []
+
+    def wait_for_the_other(module, args):
+        if threading.get_ident() not in inside:
+            inside.add(threading.get_ident())
+            try:
+                meeting.wait(timeout=1.0)
+                overlaps.append(1)
+            except threading.BrokenBarrierError:
+                pass
+
+    results = [None, None]
+
+    def worker(i):
+        results[i] = backend.generate(PROMPT, settings[i], **options).frames
+
+    handle = backend.pipe.vae.decoder.register_forward_pre_hook(wait_for_the_other)
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        handle.remove()
+    for got, expected in zip(results, serial):
+        np.testing.assert_array_equal(got, expected)
+    assert not overlaps
+
+
 # 5b. the request pipeline is the loaded one ---------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_request_pipeline_keeps_every_setting_and_wraps_every_transformer(case, loaded):
     backend, _ = loaded(case)
     pipe, _, _ = backend.prepare(PROMPT, [stg.Guidance(cfg_scale(case))], **request(case))
-    loaded_config = {k: v for k, v in backend.pipe.config.items() if k not in case.experts}
-    assert {k: v for k, v in pipe.config.items() if k not in case.experts} == loaded_config
+    autoencoders = [name for name in backend.pipe.components if name.endswith("vae")]
+    wrapped = (*case.experts, *autoencoders)
+    loaded_config = {k: v for k, v in backend.pipe.config.items() if k not in wrapped}
+    assert {k: v for k, v in pipe.config.items() if k not in wrapped} == loaded_config
     for name in case.experts:
         assert type(getattr(pipe, name)).__name__ == "GuidedDenoiser"
         assert getattr(pipe, name).transformer is getattr(backend.pipe, name)
+    assert autoencoders
+    for name in autoencoders:
+        assert type(getattr(pipe, name)).__name__ == "OneRequestAtATime"
+        assert getattr(pipe, name).autoencoder is getattr(backend.pipe, name)
 
 
 # 6. bad settings ------------------------------------------------------------------------------------------
