@@ -223,8 +223,8 @@ class Backend:
         progress = Progress(request.steps, callback)
         scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
         components = {**pipe.components, "scheduler": scheduler}
-        for name in [name for name in components if name.endswith("vae")]:  # vae, and LTX-2's audio_vae
-            components[name] = OneRequestAtATime(components[name], self._autoencoder_lock)
+        components.update({name: OneRequestAtATime(module, self._autoencoder_lock)  # vae, and LTX-2's audio_vae
+                           for name, module in components.items() if name.endswith("vae")})
         for expert, (name, transformer) in enumerate(self.experts):
             components[name] = GuidedDenoiser(transformer, family, panels, negative, progress, expert=expert,
                                               scheduler=scheduler, share_prefix=share_prefix, max_rows=max_rows)

@@ -38,7 +38,6 @@ def test_generate_in_the_browser_plays_both_videos(server, page):
     assert "STG" in page.locator("#stg-figures").inner_text()
 
 
-
 def test_page_shows_header_banner_and_limits(server, page, backend):
     page.goto(server)
     body = page.locator("body")

@@ -95,11 +95,7 @@ def test_benchmark_prints_its_figures():
     done = _stg("stg.shapes.bench", "--repeats", "1")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
-    assert result["height"] == shapes_defaults()["height"] and result["repeats"] == 1
+    assert result["height"] == presets.get("shapes").defaults["height"] and result["repeats"] == 1
     for name in ("load", "compare_render", "compare_total", "app_start"):
         assert 0 < result["seconds"][name] < 300, name
         assert any(line.startswith(name) for line in done.stdout.splitlines()), name
-
-
-def shapes_defaults() -> dict:
-    return presets.get("shapes").defaults

@@ -1,9 +1,9 @@
 """The shapes model's components: an LTX-Video pipeline small enough to train and run on a laptop CPU.
 
 The VAE is a pixel-unshuffle autoencoder (8x8 patches, no down- or upsampling blocks), so a 32 px frame is 4x4
-latent tokens and each frame its own latent frame: 144 tokens for 9 frames, few enough to train on a CPU; the transformer is an ordinary `LTXVideoTransformer3DModel`;
-the text encoder a two-layer T5 over a vocabulary of the grammar's words (and single characters, so any prompt
-still encodes).
+latent tokens and each frame its own latent frame: 144 tokens for 9 frames, few enough to train on a CPU; the
+transformer is an ordinary `LTXVideoTransformer3DModel`; the text encoder a two-layer T5 over a vocabulary of the
+grammar's words (and single characters, so any prompt still encodes).
 """
 
 from __future__ import annotations
