@@ -30,7 +30,7 @@ def test_shipped_folder_is_small_and_records_how_it_was_made():
     size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
     assert size < 21 * 2**20
     record = json.loads((Path(folder) / "training.json").read_text())
-    for key in ("command", "transformer_steps", "device", "train_seconds", "versions"):
+    for key in ("commands", "transformer_steps", "device", "train_seconds", "versions"):
         assert record[key], key
 
 

@@ -49,6 +49,9 @@ def test_resumed_run_equals_a_straight_one(trained, tmp_path):
         for key in a:
             assert (a[key] == b[key]).all(), f"{part}.{key}"
     np.testing.assert_array_equal(_losses(trained, "transformer"), _losses(resumed, "transformer"))
+    commands = json.loads((resumed / "training.json").read_text())["commands"]
+    assert [c["from"] for c in commands] == ["patch step 0", "transformer step 30"]
+    assert [c["command"].split("--steps ")[1].split()[0] for c in commands] == ["30", "60"]
 
 
 def test_saved_folder_loads_like_the_shipped_model(trained):
@@ -56,7 +59,7 @@ def test_saved_folder_loads_like_the_shipped_model(trained):
     from stg.shapes.model import SHIPPED
 
     record = json.loads((trained / "training.json").read_text())
-    assert record["transformer_steps"] == 60 and record["command"].startswith("python -m stg.shapes.train")
+    assert record["transformer_steps"] == 60 and record["commands"][0]["command"].startswith("python -m stg.shapes.train")
     shipped, saved = (json.loads((folder / "model_index.json").read_text()) for folder in (SHIPPED, trained))
     assert saved.keys() == shipped.keys() and saved["_class_name"] == shipped["_class_name"] == "LTXPipeline"
     for part in ("transformer", "vae", "text_encoder", "scheduler"):

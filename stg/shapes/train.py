@@ -3,8 +3,9 @@
 Two stages on clips rendered on the fly from fixed seeds: the VAE (reconstruction weighted toward the shape's
 pixels, which are a small part of each frame), then the text encoder and transformer together with the flow-matching
 loss that `LTXPipeline` samples with. A checkpoint is written every `--save-every` steps and a run started again with
-the same `--work` folder resumes from it, bit for bit; `--steps` may be raised to train on. The finished pipeline is
-saved in fp16 to `--out`, with `training.json` recording the command, steps, device, time and the last evaluation.
+the same `--work` folder resumes from it, bit for bit; `--steps` may be raised to train on, and other options
+changed for the steps still to come. The finished pipeline is saved in fp16 to `--out`, with `training.json`
+recording each command that trained it and from which step, the steps, device, time and the last evaluation.
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ def new_state(args) -> dict:
     torch.manual_seed(args.seed)
     pipe = LTXPipeline(**model.components(model.SIZES[args.sizes])).to(args.device)
     zero_context_taps(pipe.vae)
-    state = {"pipe": pipe, "vae": pipe.vae, "seconds": 0.0}
+    state = {"pipe": pipe, "vae": pipe.vae, "seconds": 0.0, "commands": []}
     start_vae_stage(state, args, STAGES[0])
     return state
 
@@ -285,7 +286,7 @@ STARTS = {"vae": partial(start_vae_stage, stage="vae"), "transformer": start_tra
 
 
 def save_checkpoint(state, path: Path) -> None:
-    blob = {"stage": state["stage"], "step": state["step"], "seconds": state["seconds"],
+    blob = {"stage": state["stage"], "step": state["step"], "seconds": state["seconds"], "commands": state["commands"],
             "modules": {k: m.state_dict() for k, m in state["pipe"].components.items() if hasattr(m, "state_dict")},
             "opt": state["opt"].state_dict(),
             "ema": {k: m.state_dict() for k, m in state.get("ema", {}).items()}}
@@ -307,10 +308,10 @@ def load_checkpoint(state, args, path: Path) -> None:
         pipe.vae.latents_mean.copy_(blob["modules"]["vae"]["latents_mean"])
         pipe.vae.latents_std.copy_(blob["modules"]["vae"]["latents_std"])
     state["opt"].load_state_dict(blob["opt"])
-    state.update(stage=blob["stage"], step=blob["step"], seconds=blob["seconds"])
+    state.update(stage=blob["stage"], step=blob["step"], seconds=blob["seconds"], commands=blob.get("commands", []))
 
 
-def save_pipeline(state, args, argv, evaluation: dict | None) -> Path:
+def save_pipeline(state, args, evaluation: dict | None) -> Path:
     import diffusers
 
     out = Path(args.out)
@@ -319,7 +320,7 @@ def save_pipeline(state, args, argv, evaluation: dict | None) -> Path:
                              for name in ("transformer", "text_encoder", "vae")})
     pipe.save_pretrained(out, safe_serialization=True)  # fp16 weights: half the size, loaded in any dtype
     record = {
-        "command": "python -m stg.shapes.train " + " ".join(argv),
+        "commands": state["commands"],
         "sizes": model.describe(model.SIZES[args.sizes]),
         "frames": args.frames, "height": args.size, "width": args.size, "frame_rate": FRAME_RATE,
         "vae_steps": args.vae_steps, "transformer_steps": state["step"], "batch": args.batch,
@@ -344,6 +345,9 @@ def main(argv=None) -> int:
     state = new_state(args)
     if checkpoint.exists():
         load_checkpoint(state, args, checkpoint)
+    command = "python -m stg.shapes.train " + " ".join(argv)
+    if not state["commands"] or state["commands"][-1]["command"] != command:
+        state["commands"].append({"command": command, "from": f"{state['stage']} step {state['step']}"})
     evaluation = None
     with open(log, "a") as log_file:
         plan = {"patch": (args.patch_steps, patch_step), "vae": (args.vae_steps, context_step),
@@ -374,7 +378,7 @@ def main(argv=None) -> int:
                 state["step"] = 0
     if evaluation is None and args.eval_every:
         evaluation = evaluate(ema_pipeline(state, args), args)
-    out = save_pipeline(state, args, argv, evaluation)
+    out = save_pipeline(state, args, evaluation)
     print(f"saved {out} after {state['step']} transformer steps, {state['seconds']:.0f} s: {evaluation}")
     return 0
 
