@@ -65,6 +65,31 @@ def test_bad_input_on_the_page_names_the_field(server, page, backend):
     assert "Traceback" not in page.locator("body").inner_text()
 
 
+def test_a_models_own_guidance_left_empty_means_what_its_box_says(page, tmp_path):
+    """LTX-2's sound settings start empty (None: the video's value), not at 0 as Gradio's number box would show and
+    send them; a value written in is used, and one that is not a number is refused by the field's name."""
+    from conftest import served
+
+    with served("tiny-ltx2", tmp_path) as (url, _):
+        page.goto(url)
+        page.get_by_label("Prompt", exact=True).fill("a red fox")
+        page.get_by_text("This model's own guidance").first.click()
+        sound_stg, sound_rescale = page.get_by_label("Sound: STG scale s"), page.get_by_label("Sound: rescale")
+        sound_stg.wait_for(state="visible")
+        assert sound_stg.input_value() == "" and sound_stg.get_attribute("placeholder") == "empty: the video's s"
+        assert page.get_by_label("Modality guidance m", exact=True).input_value() == "3"  # the preset's
+        sound_rescale.fill("lots")
+        sound_rescale.blur()
+        page.get_by_role("button", name="Generate").click()
+        page.get_by_text("audio_rescale must be a finite number in [0, 1], got 'lots'").first.wait_for(timeout=30_000)
+        sound_rescale.fill("0.5")
+        sound_rescale.blur()
+        page.get_by_role("button", name="Generate").click()
+        guidance = _settings_file(page)["panels"][1]["guidance"]
+    assert (guidance["audio_stg_scale"], guidance["audio_modality_scale"], guidance["audio_rescale"]) == (None, None, 0.5)
+    assert (guidance["modality_scale"], guidance["audio_cfg_scale"]) == (3.0, 7.0)
+
+
 def _wait_for_run(gpu, runs_before: int = 0, timeout: float = 30):
     """Until the GPU runner holds a run (the request got through the queue)."""
     deadline = time.monotonic() + timeout

@@ -68,9 +68,19 @@ def _ranged(low, high, step, options):
 
 
 def _extra(setting, backend, options):
-    """A box, not a slider: empty (None) is a value of its own, what `none` says."""
-    return gr.Number(minimum=setting.kind.low, maximum=setting.kind.high, step=setting.kind.step,
-                     placeholder=f"empty: {setting.kind.none}", **options)
+    """A text box: empty (None) is a value of its own, what `none` says, and Gradio's number box cannot hold it (the
+    page shows None there as 0, and sends 0). It takes a number, or a number written out."""
+    if options["value"] is not None:
+        options["value"] = f"{options['value']:g}"
+    box = gr.Textbox(max_lines=1, placeholder=f"empty: {setting.kind.none}", **options)
+    box.preprocess = _only((str, int, float), _number_or_empty)
+    return box
+
+
+def _number_or_empty(payload):
+    if isinstance(payload, str):
+        return float(payload) if payload.strip() else None
+    return payload
 
 
 def _radio(setting, backend, options):
