@@ -163,10 +163,10 @@ class Backend:
               image=None, seed=0, steps=None, num_frames=None, height=None, width=None) -> Request:
         """Validate everything and fill defaults from the preset; raises ValueError naming the field."""
         negative_prompt = "" if negative_prompt is None else negative_prompt
-        for field, text, required in (("prompt", prompt, True), ("negative_prompt", negative_prompt, False)):
+        for name, text, required in (("prompt", prompt, True), ("negative_prompt", negative_prompt, False)):
             problem = text_problem(text, required)
             if problem:
-                raise ValueError(f"{field} {problem}")
+                raise ValueError(f"{name} {problem}")
         for g in guidances:
             if not isinstance(g, Guidance):
                 raise ValueError(f"guidance must be a stg.Guidance, got {type(g).__name__}")
