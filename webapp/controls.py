@@ -3,6 +3,8 @@ defaults, and the API's, hidden and empty, so that a parameter left out is None 
 
 from __future__ import annotations
 
+from functools import partial
+
 import gradio as gr
 from PIL import Image
 
@@ -73,13 +75,14 @@ def _extra(setting, backend, options):
     if options["value"] is not None:
         options["value"] = f"{options['value']:g}"
     box = gr.Textbox(max_lines=1, placeholder=f"empty: {setting.kind.none}", **options)
-    box.preprocess = _only((str, int, float), _number_or_empty)
+    box.preprocess = _only((str, int, float), partial(_number_or_empty, setting))
     return box
 
 
-def _number_or_empty(payload):
+def _number_or_empty(setting, payload):
+    """Text read as the command line reads it (`Number.parse`); empty text is None."""
     if isinstance(payload, str):
-        return float(payload) if payload.strip() else None
+        return setting.kind.parse(payload, setting) if payload.strip() else None
     return payload
 
 
