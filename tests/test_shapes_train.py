@@ -69,3 +69,15 @@ def test_saved_folder_loads_like_the_shipped_model(trained):
     video = backend.generate("a red circle moving left on a blue background", stg.Guidance(3.0), steps=2,
                              num_frames=9, height=32, width=32)
     assert video.frames.shape == (9, 32, 32, 3)
+
+
+def test_training_noise_shift_is_the_samplers():
+    """`--train-shift s` moves the training noise levels exactly as the saved scheduler with shift s moves its steps."""
+    import torch
+    from stg.shapes.model import scheduler
+
+    plain = torch.linspace(1.0, 1 / 20, 20)  # LTXPipeline's sigmas before the scheduler shifts them
+    sampler = scheduler(shift=3.0)
+    sampler.set_timesteps(sigmas=plain.numpy())
+    torch.testing.assert_close(train.shifted(plain, 3.0), sampler.sigmas[:-1], rtol=1e-5, atol=1e-6)
+    assert torch.equal(train.shifted(plain, 1.0), plain)

@@ -60,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=500, help="transformer steps between judged samples (0: never)")
     p.add_argument("--shift", type=float, default=3.0, help="the saved scheduler's shift: more of the sampler's steps "
                    "at high noise, where the layout and the motion form (training sees every noise level alike)")
+    p.add_argument("--train-shift", type=float, default=1.0, help="shift of the training noise levels, as the "
+                   "sampler's --shift shifts its steps: above 1, more training where the shape's place and path are "
+                   "decided")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     return p.parse_args(argv)
@@ -185,7 +188,7 @@ def transformer_step(state, args, step) -> float:
     # Noise levels: half uniform (every level the sampler visits), half logit-normal (the middle, where layout forms).
     uniform = torch.rand(b, generator=gen)
     logit_normal = torch.sigmoid(torch.randn(b, generator=gen))
-    sigma = torch.where(torch.arange(b) % 2 == 0, uniform, logit_normal).to(x0)
+    sigma = shifted(torch.where(torch.arange(b) % 2 == 0, uniform, logit_normal), args.train_shift).to(x0)
     noisy = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
     with autocast(args):
         embeds, mask = encode_text(pipe, prompts, args.device)
@@ -198,6 +201,11 @@ def transformer_step(state, args, step) -> float:
     value = optimise(state, loss, warmup=args.warmup, lr=args.lr)
     update_ema(state, step)
     return value
+
+
+def shifted(sigma: torch.Tensor, shift: float) -> torch.Tensor:
+    """The flow-matching schedulers' shift: the same spread of levels, moved toward pure noise."""
+    return shift * sigma / (1 + (shift - 1) * sigma)
 
 
 def autocast(args):
