@@ -14,7 +14,10 @@ LINE_BREAKS = "\t\n\r"  # the control characters a pasted text may hold
 
 
 def integer_rule(low: int, high: int, step: int = 1, offset: int = 0) -> str:
-    """'an integer in [2, 50]', 'of the form 8n+1 in [9, 49]', 'a multiple of 32 in [32, 256]'."""
+    """'an integer in [2, 50]', 'of the form 8n+1 in [9, 49]', 'a multiple of 32 in [32, 256]'; 'exactly 32' where
+    a model takes one size only."""
+    if low == high:
+        return f"exactly {low}"
     form = "an integer" if step == 1 else f"of the form {step}n+{offset}" if offset else f"a multiple of {step}"
     return f"{form} in [{low}, {high}]"
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from gradio_client.exceptions import AppError
 
 import stg
 from stg.shapes import judge
@@ -39,6 +40,10 @@ def test_compare_over_http_records_the_shape_figures(shapes_server, tmp_path):
         figures = panel["figures"]
         assert {"motion", "prompt_right", "seen", *judge.QUALITY} <= set(figures)
         assert figures["seen"].endswith("background") and 0 <= figures["prompt_right"] <= 4
+    # The model draws nothing at sizes it was not trained on, so it takes only its own.
+    with pytest.raises(AppError, match="num_frames must be exactly 9, got 17"):
+        client.predict(prompt="a red circle moving left on a blue background", num_frames=17, **QUICK,
+                       api_name="/compare")
 
 
 def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, page, tmp_path):
@@ -51,6 +56,8 @@ def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, pag
     prompt.fill("a purple fox moving left on a blue background")
     page.locator("#prompt-note").get_by_text("never saw").wait_for(timeout=30_000)
     assert "'purple'" in page.locator("#prompt-note").inner_text()
+    frames = page.get_by_label("Frames", exact=True)  # its one size: shown, not offered
+    assert frames.input_value() == "9" and frames.is_disabled()
     prompt.fill("a red circle moving right on a blue background")
     page.wait_for_function("() => !document.querySelector('#prompt-note').innerText.includes('never saw')",
                            timeout=30_000)

@@ -63,9 +63,12 @@ def _number(setting, backend, options):
 
 
 def _ranged(low, high, step, options):
-    """A slider on the page; for the API a number, which may be None (a slider's would be its minimum)."""
+    """A slider on the page; for the API a number, which may be None (a slider's would be its minimum). A setting
+    with one allowed value (a model made for one size) is shown fixed: Gradio's slider needs a range."""
     if options["value"] is None:
         return gr.Number(minimum=low, maximum=high, step=step, **options)
+    if low == high:
+        return gr.Number(minimum=low, maximum=high, interactive=False, **options)
     return gr.Slider(low, high, step=step, **options)
 
 
