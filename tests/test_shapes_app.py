@@ -66,6 +66,10 @@ def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, pag
         page.wait_for_function(PLAYING, arg=[panel, 0], timeout=120_000)
     page.locator("#cfg-figures").get_by_text("prompt_right").wait_for(timeout=30_000)
     assert "seen" in page.locator("#stg-figures").inner_text()
+    # The side-by-side file's captions are in its top band: its download button must not sit on them.
+    video = page.locator("#both-video video").bounding_box()
+    button = page.locator("#both-video").get_by_role("button", name="Download").bounding_box()
+    assert button["y"] >= video["y"] + video["height"] or button["y"] + button["height"] <= video["y"]
 
     page.wait_for_timeout(500)  # let the progress overlays fade
     shot = tmp_path / "page.png"

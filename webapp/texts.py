@@ -18,6 +18,8 @@ CSS = """
 .panel-title h3 {margin: 0;}
 #header h1 {margin-bottom: 0.2em;}
 .note p {color: #8a5a00 !important; font-size: 0.9em; margin: 0;}
+#both-video .icon-button-wrapper.top-panel, #grid-video .icon-button-wrapper.top-panel {position: static;
+    justify-content: flex-end; width: fit-content; margin-left: auto;}
 """
 
 EXPLORER_HELP = (
