@@ -76,6 +76,15 @@ def cpu_pipeline(args) -> dict:
     def through_backend(guidances, **speed):
         return lambda: _step_times(lambda cb: backend.run(PROMPT, guidances, callback=cb, **size, **speed))
 
+    forwards = {}
+
+    def cached(level):
+        """A whole comparison's mean step (cached steps differ from one another), and the forwards it ran."""
+        def call(cb):
+            forwards[level] = [v.settings["forwards"] for v in backend.run(PROMPT, [cfg, stg], callback=cb,
+                                                                            cache=level, **size)]
+        return lambda: [statistics.mean(_step_times(call))]
+
     def stock_run():
         def call(cb):
             stock(PROMPT, num_inference_steps=args.steps, num_frames=args.frames, height=args.height, width=args.width_px,
@@ -91,10 +100,31 @@ def cpu_pipeline(args) -> dict:
         "compare": through_backend([cfg, stg]),
         "compare_plain": through_backend([cfg, stg], share_prefix=False),
         "stock_cfg": stock_run,
+        **{f"compare_cache_{level:g}": cached(level) for level in args.cache},
     }, args.repeats)
     return report(times, backend.depth, block, args, extra={
         "stg_off_over_stock": times["cfg"] / times["stock_cfg"],
+        "compare_over_stock": times["compare"] / times["stock_cfg"],
+        "cache": {f"{level:g}": cache_figures(times, f"compare_cache_{level:g}", forwards[level], backend.depth, block)
+                  for level in args.cache},
     })
+
+
+def cache_figures(times: dict, name: str, forwards: list[dict], depth: int, block: int) -> dict:
+    """A cached comparison against the uncached one and one stock CFG video; its floor: the passes it ran over the
+    passes uncached (a reused row still runs its first block; a perturbed row from its block k on), and the forwards
+    reused per row kind, over both panels."""
+    kinds: dict = {}
+    for panel in forwards:
+        for kind, count in panel.items():
+            total = kinds.setdefault(kind, {"ran": 0, "reused": 0})
+            total["ran"] += count["ran"]
+            total["reused"] += count["reused"]
+    cost = {kind: (depth - block) / depth if kind == "perturbed" else 1.0 for kind in kinds}
+    uncached = sum(cost[k] * (c["ran"] + c["reused"]) for k, c in kinds.items())
+    run = sum(cost[k] * c["ran"] + c["reused"] / depth for k, c in kinds.items())
+    return {"over_uncached": times[name] / times["compare"], "over_stock_cfg": times[name] / times["stock_cfg"],
+            "floor_over_uncached": run / uncached, "forwards": kinds}
 
 
 @contextmanager
@@ -216,6 +246,12 @@ def print_table(result: dict) -> None:
         print(f"{name:<30}{value:>10.3f}{result['floors'][name]:>10.3f}{result['over_floor'][name]:>+11.1%}")
     if "stg_off_over_stock" in result:
         print(f"\nSTG off through the backend / stock diffusers: {result['stg_off_over_stock']:.3f}")
+        print(f"comparison / one stock CFG video: {result['compare_over_stock']:.3f}")
+    for level, figures in result.get("cache", {}).items():
+        reused = ", ".join(f"{k} {c['reused']}/{c['ran'] + c['reused']}" for k, c in figures["forwards"].items())
+        print(f"cache {level}: comparison / uncached {figures['over_uncached']:.3f} (floor "
+              f"{figures['floor_over_uncached']:.3f}), / one stock CFG video {figures['over_stock_cfg']:.3f}; "
+              f"forwards reused: {reused}")
     if "peak_memory_gib" in result:
         print("\npeak GPU memory (GiB): " + ", ".join(f"{k} {v:.2f}" for k, v in result["peak_memory_gib"].items()))
         print(f"compare / one CFG generation: {result['compare_memory_over_cfg']:.3f}")
@@ -236,6 +272,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--width-px", type=int, dest="width_px")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cache", type=float, nargs="*", default=[0.05, 0.1, 0.2], metavar="T",
+                        help="step cache thresholds to time the comparison at (tiny-heavy only; none: leave it out)")
     args = parser.parse_args(argv)
     real = args.config == "ltx-video-2b"
     args.frames = args.frames or (121 if real else 25)

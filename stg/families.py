@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .perturb import BlockStack
+from .perturb import MAIN, TEMPORAL, BlockStack
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Family:
     name: str
     pipelines: dict[str, bool]  # diffusers pipeline class -> takes an image (image-to-video)
     blocks: BlockStack
-    # encode_prompt's outputs, in order; "negative_" ones feed the unconditional rows.
+    # encode_prompt's outputs, in order; "negative_" ones feed the unconditional rows. None: the model takes no prompt.
     encoded: tuple[str, ...]
     # pipeline argument -> transformer argument, for every prompt-dependent input.
     prompt_inputs: dict[str, str]
@@ -58,6 +58,28 @@ class Family:
     # Image-to-video call arguments from (pipeline, image, panels), where neither one image per panel nor one
     # image for all (`image_per_panel`) is what the pipeline takes.
     image_inputs: Callable | None = None
+    # Factorized attention: the temporal layers, perturbed by a pass of their own (`blocks` are then the spatial ones).
+    temporal: BlockStack | None = None
+    # A model conditioned on an image alone: the inputs of an unconditional row, made from the rows' own inputs.
+    unconditional: Callable[[dict], dict] | None = None
+    # The axis of frames in a prediction, for a CFG scale per frame (SVD's min_guidance_scale).
+    frame_axis: int | None = None
+    # Settings of the model's own (guidance.EXTRAS) that are pipeline call arguments, the same in every panel of a run.
+    call_settings: tuple[str, ...] = ()
+    # The call argument the model is conditioned on the frame rate with (it gets the files' frame rate).
+    fps_argument: str | None = None
+    # Perturbed rows reuse the conditional row's blocks before their first perturbed one. Off where layers are not
+    # one stack (a UNet's convolutions between them would still run every row).
+    shared_prefix: bool = True
+
+    @property
+    def layer_kinds(self) -> dict[str, BlockStack]:
+        """The kinds of layer STG perturbs, each numbered on its own: the main (spatial) one, and temporal ones."""
+        return {MAIN: self.blocks, **({TEMPORAL: self.temporal} if self.temporal is not None else {})}
+
+    @property
+    def takes_prompt(self) -> bool:
+        return bool(self.encoded)
 
     def image_arguments(self, pipe, image, panels: int) -> dict:
         if self.image_inputs is not None:
@@ -77,6 +99,8 @@ class Family:
 
         Returns the pipeline arguments of the prompt and the transformer inputs of the negative prompt.
         """
+        if not self.takes_prompt:
+            return {}, {}
         kwargs = dict(self.encode_kwargs, device=pipe._execution_device)
         if text_limit(pipe) is not None:
             kwargs["max_sequence_length"] = text_limit(pipe)
@@ -138,6 +162,21 @@ def _ltx2_own_stg(transformer) -> None:
                 attention.set_processor(LTX2PerturbedAttnProcessor())
 
 
+def _svd_unconditional(inputs: dict) -> dict:
+    """SVD's unconditional row, as its pipeline makes it: zero image embeddings, and zero image latents in the second
+    half of the UNet's input channels (the first half is the noisy latents)."""
+    sample = inputs["sample"]
+    half = sample.shape[2] // 2
+    return {"encoder_hidden_states": torch.zeros_like(inputs["encoder_hidden_states"]),
+            "sample": torch.cat([sample[:, :, :half], torch.zeros_like(sample[:, :, half:])], dim=2)}
+
+
+def _svd_layers(kind: str) -> tuple[str, ...]:
+    """One kind of SVD's transformer layers, in the order the UNet runs them: down, mid, up (`named_modules` lists
+    mid last)."""
+    return tuple(f"{part}.attentions.*.{kind}.*" for part in ("down_blocks.*", "mid_block", "up_blocks.*"))
+
+
 def _hunyuan_video15_size(pipe, height: int, width: int) -> dict:
     """HunyuanVideo 1.5 image-to-video picks the bucket of its target size nearest the image's shape, crops the image
     to it and makes a video of that size: have it pick the size asked for (for an image whose bucket that is, such
@@ -157,6 +196,11 @@ _HUNYUAN_BLOCKS = BlockStack(
 _T5_MASKED = ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds", "negative_prompt_attention_mask")
 _T5 = ("prompt_embeds", "negative_prompt_embeds")
 _MASKED_INPUTS = {"prompt_embeds": "encoder_hidden_states", "prompt_attention_mask": "encoder_attention_mask"}
+
+
+def _open_sora_blocks(stack: str) -> BlockStack:
+    return BlockStack(stack=stack, attention="attn1", outputs=("hidden_states",),
+                      row_inputs=("hidden_states", "encoder_hidden_states", "encoder_attention_mask", "temb"))
 
 FAMILIES = {
     f.name: f
@@ -275,6 +319,46 @@ FAMILIES = {
             guider="guider",
             decode_one_at_a_time=True,
             sized_by=_hunyuan_video15_size,
+        ),
+        # Open-Sora 1.2 (stg/opensora): STDiT3's spatial blocks, each followed by a temporal one, 28 of each kind.
+        # Its unconditional text is the model's learned null text (or an encoded negative prompt, where given).
+        Family(
+            name="open-sora",
+            pipelines={"OpenSoraPipeline": False},
+            blocks=_open_sora_blocks("spatial_blocks"),
+            temporal=_open_sora_blocks("temporal_blocks"),
+            encoded=_T5_MASKED,
+            prompt_inputs=_MASKED_INPUTS,
+            fps_argument="fps",
+            shared_prefix=False,  # the two kinds interleave: a block's inputs follow the other kind's before it
+        ),
+        # Stable Video Diffusion: a UNet whose transformers attend over space (transformer_blocks) and over time
+        # (temporal_transformer_blocks) in separate layers, 16 of each; conditioned on an image alone.
+        Family(
+            name="svd",
+            pipelines={"StableVideoDiffusionPipeline": True},
+            blocks=BlockStack(
+                stack=_svd_layers("transformer_blocks"),
+                attention="attn1",
+                row_inputs=("hidden_states", "encoder_hidden_states"),
+                outputs=("hidden_states",),
+            ),
+            temporal=BlockStack(
+                stack=_svd_layers("temporal_transformer_blocks"),
+                attention="attn1",
+                row_inputs=("hidden_states", "encoder_hidden_states"),
+                outputs=("hidden_states",),
+            ),
+            encoded=(),
+            prompt_inputs={},
+            transformers=("unet",),
+            samples=("sample",),
+            guidance_off={"min_guidance_scale": 1.0, "max_guidance_scale": 1.0},
+            unconditional=_svd_unconditional,
+            frame_axis=1,
+            call_settings=("motion_bucket_id", "noise_aug_strength", "decode_chunk_size"),
+            fps_argument="fps",
+            shared_prefix=False,
         ),
     ]
 }

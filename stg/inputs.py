@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .guidance import CFG_SCALES, EXTRAS, MODALITY_SCALES, MODES, STG_SCALES, Guidance
-from .limits import PANELS_PER_RUN
+from .guidance import (CFG_SCALES, EXTRAS, MODALITY_SCALES, MODES, NOISE_AUG, STG_SCALES, SWEEP_LAYERS, WHOLE_EXTRAS,
+                       Guidance)
+from .limits import CACHE_THRESHOLDS, PANELS_PER_RUN
 from .presets import SIZES, Preset
 from .values import Blocks, Choice, Extra, InputError, Kind, Number, Picture, Seed, Size, Text, shown
 
@@ -120,6 +121,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("num_frames", REQUEST, Size(), "frames per video", "num_frames", label="Frames"),
     Setting("height", REQUEST, Size(), "video height in pixels", "height", label="Height", metavar="PX"),
     Setting("width", REQUEST, Size(), "video width in pixels", "width", label="Width", metavar="PX"),
+    Setting("cache", REQUEST, Number(*CACHE_THRESHOLDS, 0.01, engine=True),
+            "step cache threshold, the same for every panel: a row whose first block changed less than this since it "
+            "last ran in full reuses the rest of the model (First-Block Cache); faster, not exact; 0: off",
+            default=0.0, label="Step cache threshold (0: off)", metavar="T"),
     Setting("fps", OUTPUT, Number(1, 60, 1), "frames per second of the files", "fps", label="Frames per second",
             metavar="FPS"),
     Setting("cfg_scale", CFG, Number(*CFG_SCALES, 0.1, engine=True), "guidance scale w; 1 turns CFG off",
@@ -139,6 +144,18 @@ SETTINGS: tuple[Setting, ...] = (
             commands=("sweep",), metavar='"0, 4, 8"'),
     Setting("rescale", STG, FRACTION, "rescale toward std(eps_c); 0: off, the official code uses 0.7",
             "rescale", label="Rescale (0: off)", metavar="R"),
+    # Factorized attention (SVD): the temporal pass, `s_t (eps_c - eps_t)`; the two settings above are then the spatial
+    # pass's. A model whose layers attend over space and time at once refuses a temporal scale above 0.
+    Setting("temporal_stg_scale", STG, Number(*STG_SCALES, 0.05, engine=True),
+            "temporal STG scale s_t, for models with separate spatial and temporal attention (SVD): a second perturbed "
+            "pass with the temporal layers perturbed; 0: off", "temporal_stg_scale", label="Temporal STG scale s_t",
+            metavar="S"),
+    Setting("temporal_stg_blocks", STG, Blocks(), "temporal layers to perturb (SVD: numbered down, mid, up; 7 is the "
+            "first up-block layer, the official u0)", "temporal_stg_blocks", label="Temporal layers",
+            commands=("compare", "generate"), metavar='"7"'),
+    Setting("sweep_layers", SWEEP, Choice(SWEEP_LAYERS), "which kind of layer each candidate perturbs: "
+            + "; ".join(f"{k}: {v}" for k, v in SWEEP_LAYERS.items()), default="spatial", label="Layers to sweep",
+            commands=("sweep",)),
     Setting("stg_window_start", STG, FRACTION, "fraction of the steps where STG starts", "window.0",
             field="window start", label="STG from (fraction of steps)", metavar="F"),
     Setting("stg_window_end", STG, FRACTION, "fraction of the steps where STG ends", "window.1", field="window end",
@@ -156,6 +173,16 @@ SETTINGS: tuple[Setting, ...] = (
             EXTRAS["audio_modality_scale"], "audio_modality_scale", label="Sound: modality guidance m", metavar="M"),
     Setting("audio_rescale", MODEL, Extra(0, 1, 0.05, engine=True, none="the video's rescale"),
             EXTRAS["audio_rescale"], "audio_rescale", label="Sound: rescale", metavar="R"),
+    # SVD's conditioning (StableVideoDiffusionPipeline's arguments; its preset holds the pipeline's defaults).
+    Setting("min_guidance_scale", MODEL, Extra(*CFG_SCALES, 0.1, engine=True, none="w on every frame"),
+            EXTRAS["min_guidance_scale"], "min_guidance_scale", label="w of the first frame", metavar="W"),
+    Setting("motion_bucket_id", MODEL, Extra(*WHOLE_EXTRAS["motion_bucket_id"], 1, engine=True, none="127", whole=True),
+            EXTRAS["motion_bucket_id"], "motion_bucket_id", label="Motion bucket", metavar="N"),
+    Setting("noise_aug_strength", MODEL, Extra(*NOISE_AUG, 0.01, engine=True, none="0.02"),
+            EXTRAS["noise_aug_strength"], "noise_aug_strength", label="Noise augmentation", metavar="X"),
+    Setting("decode_chunk_size", MODEL, Extra(*WHOLE_EXTRAS["decode_chunk_size"], 1, engine=True,
+                                              none="every frame at once", whole=True),
+            EXTRAS["decode_chunk_size"], "decode_chunk_size", label="Frames decoded at once", metavar="N"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -180,7 +207,8 @@ COMMANDS = {c.name: c for c in (
     Command("generate", "one panel with the CFG + STG settings (stg_scale=0 and rescale=0 give the CFG panel's video)",
             lambda made, backend: [made[STG]]),
     Command("sweep", "the CFG video and one CFG + STG video per candidate block, same prompt and seed",
-            lambda made, backend: backend.sweep_panels(made[CFG], made[STG], made[SWEEP]), PANELS_PER_RUN),
+            lambda made, backend: backend.sweep_panels(made[CFG], made[STG], made[SWEEP], made["sweep_layers"]),
+            PANELS_PER_RUN),
 )}
 
 
@@ -206,7 +234,7 @@ def read(command: Command, values: dict, model: Model) -> dict:
 
 def guidances(command: Command, values: dict, depth: int | None = None) -> dict:
     """The CFG panel and the CFG + STG panel of read values (one group's settings each), and a sweep's blocks."""
-    made: dict = {SWEEP: values.get("candidate_blocks")}
+    made: dict = {SWEEP: values.get("candidate_blocks"), "sweep_layers": values.get("sweep_layers")}
     every = [s for s in command.settings if s.group == MODEL]
     for group in (CFG, STG):
         settings = [s for s in command.settings if s.group == group]
@@ -260,7 +288,8 @@ def reference() -> str:
     rows = ["| parameter | flag | endpoints | allowed | default | what it is |", "|---|---|---|---|---|---|"]
     for s in SETTINGS:
         allowed = s.rule()
-        default = "required" if s.name == "prompt" else s.default_text(spell=lambda f: f"`{f.name}`")
+        default = "required (but for image-only models: SVD)" if s.name == "prompt" else \
+            s.default_text(spell=lambda f: f"`{f.name}`")
         if default == "preset":
             default = "the preset's" + (" (a sweep: reduced)" if s.name in SIZES else "")
         endpoints = ", ".join(f"`/{c}`" for c in s.commands)

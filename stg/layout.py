@@ -16,7 +16,8 @@ def experts(pipe: DiffusionPipeline, family: Family) -> list[tuple[str, torch.nn
     (a transformer it would leave unguided, or none where it expects one) is refused."""
     called = {
         name: module for name, module in pipe.components.items()
-        if isinstance(module, ModelMixin) and (name.startswith("transformer") or "Transformer" in type(module).__name__)
+        if isinstance(module, ModelMixin)
+        and (name in family.transformers or name.startswith("transformer") or "Transformer" in type(module).__name__)
     }
     unknown = sorted(set(called) - set(family.transformers))
     if unknown or family.transformers[0] not in called:

@@ -9,6 +9,7 @@ import unicodedata
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
 PANELS_PER_RUN = 4  # a sweep's panels denoised together in one batched run
+CACHE_THRESHOLDS = (0.0, 1.0)  # the step cache's reuse threshold (stg/cache.py); 0: off
 VISIBLE = "LMNPS"  # Unicode categories a person sees: letters, marks, numbers, punctuation, symbols
 LINE_BREAKS = "\t\n\r"  # the control characters a pasted text may hold
 

@@ -10,6 +10,11 @@ perturbed block are then computed once for both and copied, which is exact becau
 
 A row may instead be isolated (LTX-2's modality guidance): in every block the cross-attention between video
 and sound adds nothing to it, exactly as the model's own `isolate_modalities` does for a whole batch.
+
+A model with factorized attention has a second kind of layer (TEMPORAL: SVD's temporal transformer blocks), hooked
+the same way; a row's perturbation names the kind its blocks are numbered in. Inside a block, a row of the forward
+may be a contiguous group of entries (a UNet's blocks see rows x frames, or rows x pixels): every per-row choice is
+spread over its group.
 """
 
 from __future__ import annotations
@@ -26,13 +31,17 @@ from diffusers.hooks import HookRegistry, ModelHook
 BLOCK_HOOK = "stg_block"
 ATTENTION_HOOK = "stg_attention"
 ISOLATION_HOOK = "stg_isolation"
+# The kinds of layer: the model's main block stack, and a factorized model's temporal one.
+MAIN, TEMPORAL = "main", "temporal"
 
 
 @dataclass(frozen=True)
 class BlockStack:
     """Where STG acts in a transformer: the family's data for the hooks."""
 
-    stack: str  # attribute holding the main block list
+    # Attribute holding the block list; or dotted paths to the blocks ("*": every entry of a list), in the order
+    # the model runs them (a UNet: down, mid, up), where they are spread over the model.
+    stack: str | tuple[str, ...]
     attention: str  # attribute of a block holding its video self-attention
     row_inputs: tuple[str, ...]  # block arguments that carry one entry per batch row
     outputs: tuple[str, ...]  # block outputs, named by the input they update (dual-stream: two)
@@ -41,8 +50,22 @@ class BlockStack:
     # Attentions of a block whose output an isolated row does without (video <-> sound cross-attention).
     isolation: tuple[str, ...] = ()
 
-    def blocks(self, transformer: torch.nn.Module) -> torch.nn.ModuleList:
-        return getattr(transformer, self.stack)
+    def blocks(self, transformer: torch.nn.Module) -> Sequence[torch.nn.Module]:
+        if isinstance(self.stack, str):
+            return getattr(transformer, self.stack)
+        return [block for path in self.stack for block in _walk(transformer, path.split("."))]
+
+
+def _walk(module: torch.nn.Module, path: list[str]):
+    """The modules at a dotted path below module, in order; a name a module lacks (or holds None) yields nothing."""
+    if not path:
+        yield module
+        return
+    head, rest = path[0], path[1:]
+    children = list(module) if head == "*" else [getattr(module, head, None)]
+    for child in children:
+        if child is not None:
+            yield from _walk(child, rest)
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,7 @@ class RowPerturbation:
     blocks: frozenset[int] = frozenset()
     source_row: int | None = None  # row with identical inputs whose prefix blocks this row reuses
     isolate: bool = False  # no cross-attention between video and sound, in every block
+    kind: str = MAIN  # the kind of layer `blocks` are numbered in
 
     @property
     def first_block(self) -> int:
@@ -77,17 +101,17 @@ class RowPlan:
     rows: Sequence[RowPerturbation | None]
     _actions: dict = field(default_factory=dict, repr=False)
 
-    def action(self, index: int, device: torch.device) -> BlockAction | None:
-        if index not in self._actions:
-            self._actions[index] = self._build_action(index, device)
-        return self._actions[index]
+    def action(self, index: int, device: torch.device, kind: str = MAIN) -> BlockAction | None:
+        if (kind, index) not in self._actions:
+            self._actions[kind, index] = self._build_action(index, device, kind)
+        return self._actions[kind, index]
 
-    def _build_action(self, index: int, device: torch.device) -> BlockAction | None:
+    def _build_action(self, index: int, device: torch.device, kind: str) -> BlockAction | None:
         alias, passthrough, identity, isolated = [], [], [], []
         for row, p in enumerate(self.rows):
             shares_prefix = p is not None and p.source_row is not None and index < p.first_block
             alias.append(p.source_row if shares_prefix else row)
-            hit = p is not None and index in p.blocks
+            hit = p is not None and p.kind == kind and index in p.blocks
             passthrough.append(hit and p.mode == "stg-r")
             identity.append(hit and p.mode == "stg-a")
             isolated.append(p is not None and p.isolate)
@@ -122,21 +146,31 @@ def perturbed(plan: RowPlan | None):
         _PLAN.reset(token)
 
 
-def _take_rows(value, rows: torch.Tensor):
+def _groups(rows: torch.Tensor, size: int, count: int | None) -> torch.Tensor:
+    """Indices of these rows' entries in a tensor of `size` entries, where each of the forward's `count` rows is a
+    contiguous group of size / count entries (the rows themselves where count is None, size, or does not divide it)."""
+    if count is None or size == count or size % count:
+        return rows
+    group = size // count
+    return (rows[:, None] * group + torch.arange(group, device=rows.device)).reshape(-1)
+
+
+def _take_rows(value, rows: torch.Tensor, count: int | None = None):
     if isinstance(value, torch.Tensor):
-        return value.index_select(0, rows)
+        return value.index_select(0, _groups(rows, value.shape[0], count))
     if isinstance(value, (tuple, list)):
-        return type(value)(_take_rows(v, rows) for v in value)
+        return type(value)(_take_rows(v, rows, count) for v in value)
     return value
 
 
 class BlockHook(ModelHook):
     """Runs a block on the rows that need it; copies shared prefixes and passes stg-r rows through."""
 
-    def __init__(self, index: int, spec: BlockStack):
+    def __init__(self, index: int, spec: BlockStack, kind: str = MAIN):
         super().__init__()
         self.index = index
         self.spec = spec
+        self.kind = kind
 
     def initialize_hook(self, module):
         self.signature = inspect.signature(module.forward)
@@ -145,9 +179,10 @@ class BlockHook(ModelHook):
     def new_forward(self, module, *args, **kwargs):
         plan = _PLAN.get()
         hidden = args[0] if args else kwargs["hidden_states"]
-        action = plan.action(self.index, hidden.device) if plan is not None else None
+        action = plan.action(self.index, hidden.device, self.kind) if plan is not None else None
         if action is None:
             return self.fn_ref.original_forward(*args, **kwargs)
+        count = len(plan.rows)
         bound = self.signature.bind(*args, **kwargs)
         inputs = {name: bound.arguments.get(name) for name in self.spec.outputs}
         if not len(action.compute):  # every row passes through: nothing to run
@@ -155,7 +190,7 @@ class BlockHook(ModelHook):
             return passed if len(passed) > 1 else passed[0]
         for name in self.spec.row_inputs:
             if name in bound.arguments:
-                bound.arguments[name] = _take_rows(bound.arguments[name], action.compute)
+                bound.arguments[name] = _take_rows(bound.arguments[name], action.compute, count)
         identity = action.identity_attention
         if identity is not None and self.spec.identity_argument:
             # 0 perturbs a row; the model's processor then gives it exactly its value vectors.
@@ -169,17 +204,18 @@ class BlockHook(ModelHook):
             _ISOLATED_ROWS.reset(tokens[1])
         outputs = output if isinstance(output, tuple) else (output,)
         merged = tuple(
-            self._merge(out, inputs[name], action) for out, name in zip(outputs, self.spec.outputs)
+            self._merge(out, inputs[name], action, count) for out, name in zip(outputs, self.spec.outputs)
         ) + outputs[len(self.spec.outputs):]
         return merged if isinstance(output, tuple) else merged[0]
 
     @staticmethod
-    def _merge(computed, block_input, action: BlockAction):
+    def _merge(computed, block_input, action: BlockAction, count: int):
         if computed is None:
             return None
-        full = computed.index_select(0, action.gather)
+        full = computed.index_select(0, _groups(action.gather, block_input.shape[0], count))
         if action.passthrough is not None:
-            full[action.passthrough] = block_input[action.passthrough].to(full.dtype)
+            passthrough = action.passthrough.repeat_interleave(block_input.shape[0] // count)
+            full[passthrough] = block_input[passthrough].to(full.dtype)
         return full
 
 
@@ -196,6 +232,7 @@ class IdentityAttentionHook(ModelHook):
         if rows is None:
             return output
         hidden = self.signature.bind(*args, **kwargs).arguments["hidden_states"]
+        rows = rows.repeat_interleave(hidden.shape[0] // len(rows))  # a row's group of entries (frames, pixels)
         identity = module.to_v(hidden[rows])
         for layer in module.to_out:
             identity = layer(identity)
@@ -221,10 +258,10 @@ def _attach(module: torch.nn.Module, hook: ModelHook, name: str) -> None:
         registry.register_hook(hook, name)
 
 
-def install(transformer: torch.nn.Module, spec: BlockStack) -> None:
-    """Attach the inert hooks to every block of the stack (once per model)."""
+def install(transformer: torch.nn.Module, spec: BlockStack, kind: str = MAIN) -> None:
+    """Attach the inert hooks to every block of the stack (once per model); its blocks are numbered in `kind`."""
     for index, block in enumerate(spec.blocks(transformer)):
-        _attach(block, BlockHook(index, spec), BLOCK_HOOK)
+        _attach(block, BlockHook(index, spec, kind), BLOCK_HOOK)
         if not spec.identity_argument:
             _attach(getattr(block, spec.attention), IdentityAttentionHook(), ATTENTION_HOOK)
         for name in spec.isolation:

@@ -28,9 +28,11 @@ class Preset:
     limits: dict
     examples: list[str] = field(default_factory=list)
     notice: str = ""  # what a person should know about this model's videos before reading anything into them
+    look_for: str = ""  # what STG does to this model's videos, in words that hold for it ("": the paper's claim)
     figures: tuple[str, ...] = ("video",)  # the figure sets its videos are measured with (stg.metrics)
     bundled: bool = False  # its weights are a folder of this repository (source is that folder's path)
     guide: str | None = None  # "module:attribute" of what the model knows of prompts: `.hint`, `.note(prompt)`
+    sigmas: tuple[float, ...] = ()  # a distilled model's own noise levels, one per step (its steps are fixed to them)
 
     def prompt_hint(self) -> str:
         """Which prompts the model knows, for the prompt box ("" for a model that takes any text)."""
@@ -88,9 +90,11 @@ def all_presets() -> dict[str, Preset]:
                 limits={**data["limits"], **model.get("limits", {})},
                 examples=list(data["examples"]),
                 notice=model.get("notice", ""),
+                look_for=model.get("look_for", data.get("look_for", "")),
                 figures=tuple(model.get("figures", data.get("figures", ("video",)))),
                 bundled="folder" in model,
                 guide=model.get("guide"),
+                sigmas=tuple(model.get("sigmas", ())),
             )
     return presets
 

@@ -23,10 +23,17 @@ from .inputs import Task
 def label(name: str, g: Guidance) -> str:
     """A caption naming a panel's settings, e.g. 'CFG + STG: w 3, s 1, stg-a, block 19, rescale 0.7', and the
     model's own extras (a second expert's w, modality guidance, the sound's scales) where set."""
-    text = f"{name}: w {g.cfg_scale:g}" + ("" if g.cfg_scale_2 is None else f" then {g.cfg_scale_2:g}")
+    first = "" if g.min_guidance_scale is None else f"{g.min_guidance_scale:g} to "
+    text = f"{name}: w {first}{g.cfg_scale:g}" + ("" if g.cfg_scale_2 is None else f" then {g.cfg_scale_2:g}")
     if g.uses_stg:
-        blocks = ", ".join(map(str, g.stg_blocks))
-        text += f", s {g.stg_scale:g}, {g.stg_mode}, block{'s' if len(g.stg_blocks) > 1 else ''} {blocks}"
+        if (g.stg_scale or g.audio_stg_scale) and g.stg_blocks:
+            blocks = ", ".join(map(str, g.stg_blocks))
+            text += f", s {g.stg_scale:g}, {g.stg_mode}, block{'s' if len(g.stg_blocks) > 1 else ''} {blocks}"
+        if g.uses_temporal_stg:
+            blocks = ", ".join(map(str, g.temporal_stg_blocks))
+            plural = "s" if len(g.temporal_stg_blocks) > 1 else ""
+            mode = "" if (g.stg_scale or g.audio_stg_scale) and g.stg_blocks else f", {g.stg_mode}"
+            text += f", temporal s {g.temporal_stg_scale:g}{mode}, layer{plural} {blocks}"
         if tuple(g.window) != (0.0, 1.0):
             text += f", steps {g.window[0]:g}-{g.window[1]:g}"
     if g.rescale:
@@ -97,18 +104,31 @@ class Single:
         return {"video": clip(videos, labels)}
 
 
+def candidate(stg_blocks, temporal_stg_blocks) -> tuple[int, str]:
+    """A sweep candidate's block and name: "block k", or on a model with factorized attention "temporal k" (its
+    temporal layer alone) or "both k"."""
+    if not temporal_stg_blocks:
+        return stg_blocks[0], f"block {stg_blocks[0]}"
+    return temporal_stg_blocks[0], f"{'both' if stg_blocks else 'temporal'} {temporal_stg_blocks[0]}"
+
+
 class Sweep:
     def labels(self, panels):
-        return [label("CFG", panels[0])] + [f"block {g.stg_blocks[0]}" for g in panels[1:]]
+        return [label("CFG", panels[0])] + [candidate(g.stg_blocks, g.temporal_stg_blocks)[1] for g in panels[1:]]
 
     def names(self, panels):
-        return ["cfg"] + [f"block {g.stg_blocks[0]}" for g in panels[1:]]
+        return ["cfg"] + [candidate(g.stg_blocks, g.temporal_stg_blocks)[1] for g in panels[1:]]
 
     def parts(self, videos, labels, document):
         return {"grid": video.grid([v.frames for v in videos], labels), "figures": sweep_table(document)}
 
 
 LAYOUTS = {"compare": Comparison(), "generate": Single(), "sweep": Sweep()}
+# Panels run batched; a matrix product rounds a little differently at another batch size, so the same settings alone
+# (/generate) and beside another panel (/compare) give frames equal within a tolerance, not bit for bit (tested in fp32).
+BATCHING = ("frames_sha256 identifies these frames, made in this batch of panels: the same settings in another batch "
+            "(/generate against /compare, or another sweep) give frames equal within 1/255 per value in float32, "
+            "not always bit for bit; in bfloat16 more")
 
 
 def compose(task: Task, videos: Sequence[Video]) -> Results:
@@ -124,6 +144,7 @@ def settings_document(videos: Sequence[Video], labels: Sequence[str], fps: float
     """One JSON document for panels of one run: shared settings once, then per panel guidance and figures."""
     document = {k: v for k, v in videos[0].settings.items() if k != "guidance"}
     document["fps"] = fps
+    document["batching"] = BATCHING
     document["panels"] = [
         {
             "label": text,
@@ -140,8 +161,10 @@ def sweep_table(document: dict) -> list[dict]:
     """Figures per panel of a sweep's settings document: the reference row (block None), then one per block."""
     rows = []
     for index, panel in enumerate(document["panels"]):
-        block = None if index == 0 else panel["guidance"]["stg_blocks"][0]
-        rows.append({"block": block, "label": "CFG" if block is None else f"block {block}", **panel["figures"]})
+        guidance = panel["guidance"]
+        block, name = (None, "CFG") if index == 0 else \
+            candidate(guidance["stg_blocks"], guidance["temporal_stg_blocks"])
+        rows.append({"block": block, "label": name, **panel["figures"]})
     return rows
 
 

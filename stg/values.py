@@ -123,7 +123,7 @@ class Number(Kind):
     def read(self, value, setting, model):
         if not self.engine and (isinstance(value, bool) or not isinstance(value, (int, float))
                                 or not self.low <= value <= self.high):
-            raise InputError(setting.name, f"must be {self.rule(setting, None)}, got {value!r}")
+            raise InputError(setting.name, f"must be {self.rule(setting, None)}, got {sent(value)}")
         return value
 
     def parse(self, text: str, setting):
@@ -145,6 +145,10 @@ class Extra(Number):
     `none` says what leaving it out means. The engine refuses it on a model without what it acts on."""
 
     none: str | None = None
+    whole: bool = False  # a whole number (the engine refuses others)
+
+    def rule(self, setting, preset) -> str:
+        return f"a whole number in [{self.low:g}, {self.high:g}]" if self.whole else super().rule(setting, preset)
 
 
 @dataclass(frozen=True)
@@ -190,11 +194,14 @@ def parse_blocks(text, depth: int | None = None, default=None, name: str = "stg_
     """'14, 19' -> [14, 19], each block once in the order given; empty or None -> default."""
     if text is None or not str(text).strip():
         return None if default is None else list(default)
-    parts = re.split(r"[,\s]+", str(text).strip())
-    if not all(part.isascii() and part.isdigit() for part in parts):
+    items = str(text).split(",")
+    parts = [part for item in items for part in item.split()]
+    empty = any(not item.strip() for item in items)  # "1,,2" or "1,": a typo, not a list of two
+    if empty or not all(part.isascii() and part.isdigit() for part in parts):
         model = f" (this model has {depth} blocks: 0-{depth - 1})" if depth else ""
+        why = ": an item between commas is empty" if empty else ""
         raise InputError(name, f"must be block numbers separated by commas, such as {example}{model}, "
-                               f"got {str(text)[:60]!r}")
+                               f"got {str(text)[:60]!r}{why}")
     huge = next((part for part in parts if len(part) > MAX_DIGITS), None)
     if huge is not None:
         model = f": this model has {depth} blocks, allowed 0-{depth - 1}" if depth else ""
@@ -224,6 +231,20 @@ def load_image(path, name: str = "image") -> Image.Image:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InputError(name, "is not a picture pillow can read: upload a PNG, JPEG, WebP, BMP or GIF file") from None
     raise InputError(name, f"{TOO_MANY_PIXELS}, got {width}x{height}")
+
+
+def sent(value, number: bool = True) -> str:
+    """A value as an error message quotes it, with its kind where that is not what the rule asks for (a number, or
+    text where not `number`): '4' (text) would read as a number, 123 as text."""
+    quoted = repr(value)[:80]
+    if isinstance(value, bool):
+        return f"{quoted} (true or false)"
+    if isinstance(value, (int, float)):
+        return quoted if number else f"{quoted} (a number)"
+    if isinstance(value, str):
+        return f"{quoted} (text)" if number else quoted
+    kind = {list: "a list", tuple: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    return f"{quoted} ({kind})"
 
 
 def random_seed() -> int:

@@ -32,11 +32,15 @@ SMALL = dict(steps=2, num_frames=9, height=32, width=64)
 COMPARE_PARAMETERS = [
     "prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "fps",
     "cfg_scale", "cfg_rescale",
-    "stg_cfg_scale", "stg_scale", "stg_mode", "stg_blocks", "rescale", "stg_window_start", "stg_window_end",
+    "stg_cfg_scale", "stg_scale", "stg_mode", "stg_blocks", "rescale", "temporal_stg_scale", "temporal_stg_blocks",
+    "stg_window_start", "stg_window_end",
     "cfg_scale_2", "modality_scale", "audio_cfg_scale", "audio_stg_scale", "audio_modality_scale", "audio_rescale",
+    "min_guidance_scale", "motion_bucket_id", "noise_aug_strength", "decode_chunk_size",
 ]
 GENERATE_PARAMETERS = [n for n in COMPARE_PARAMETERS if n not in ("cfg_scale", "cfg_rescale")]
-SWEEP_PARAMETERS = ["candidate_blocks" if n == "stg_blocks" else n for n in COMPARE_PARAMETERS]
+# A sweep names its candidate blocks, and on a model with factorized attention which kind of layer they are.
+SWEEP_PARAMETERS = [{"stg_blocks": "candidate_blocks", "temporal_stg_blocks": "sweep_layers"}.get(n, n)
+                    for n in COMPARE_PARAMETERS]
 
 
 ROOT = Path(__file__).resolve().parent.parent

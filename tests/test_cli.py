@@ -64,8 +64,8 @@ def test_compare_writes_videos_and_settings_with_figures(cache, tmp_path):
     for panel in (cfg, stg_panel):
         assert set(panel["figures"]) == {"motion", "flicker", "sharpness"}
     assert "random-weight" in done.stderr  # the tiny model says what its videos are
-    assert done.stdout.splitlines()[0].split() == ["prompt", "cfg_motion", "cfg_flicker", "cfg_sharpness", "stg_motion",
-                                                   "stg_flicker", "stg_sharpness"]
+    assert done.stdout.splitlines()[0].split() == ["cfg_motion", "cfg_flicker", "cfg_sharpness", "stg_motion",
+                                                   "stg_flicker", "stg_sharpness", "prompt"]  # the prompt whole, last
 
 
 def test_sweep_writes_grid_and_one_row_per_candidate(cache, tmp_path):
@@ -95,10 +95,13 @@ def test_prompts_file_runs_each_prompt_and_writes_a_summary(cache, tmp_path):
         assert (out / folder / "side_by_side.mp4").is_file() and (out / folder / "settings.json").is_file()
     with open(out / "summary.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["prompt"] for row in rows] == ["a red fox in snow", "waves at dusk, slow motion", "mean"]
+    assert [row["prompt"] for row in rows] == ["a red fox in snow", "waves at dusk, slow motion", "mean",
+                                               "prompts in the mean"]
     mean = (float(rows[0]["stg_motion"]) + float(rows[1]["stg_motion"])) / 2
     assert float(rows[2]["stg_motion"]) == pytest.approx(mean, abs=1e-3)
-    assert done.stdout.splitlines()[-1].startswith("mean")
+    assert rows[3]["stg_motion"] == rows[3]["cfg_motion"] == "2"
+    assert done.stdout.splitlines()[-2].endswith("mean")
+    assert done.stdout.splitlines()[-1].endswith("prompts in the mean")
     assert "prompt 2/2" in done.stderr  # the progress bar counts prompts
 
 
@@ -117,9 +120,9 @@ def test_sweep_of_a_prompts_file_averages_per_block(cache, tmp_path, capsys):
     assert cli.main(list(map(str, argv))) == 0
     with open(tmp_path / "out" / "summary.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(row["prompt"], row["panel"]) for row in rows[-3:]] == [("mean", "cfg"), ("mean", "block 1"),
-                                                                    ("mean", "block 3")]
-    assert len(rows) == 2 * 3 + 3
+    assert [(row["prompt"], row["panel"]) for row in rows[-4:]] == [("mean", "cfg"), ("mean", "block 1"),
+                                                                    ("mean", "block 3"), ("prompts in the mean", "")]
+    assert len(rows) == 2 * 3 + 3 + 1
     assert len(capsys.readouterr().out.splitlines()) == 1 + len(rows)
 
 

@@ -6,16 +6,7 @@ import numpy as np
 import pytest
 
 from stg.shapes import judge, scenes
-
-
-def _blur(clip: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Separable blur of each frame, edges extended (no dark border)."""
-    out = clip.astype(np.float32)
-    half = len(kernel) // 2
-    for axis in (1, 2):
-        padded = np.pad(out, [(half, half) if a == axis else (0, 0) for a in range(4)], mode="edge")
-        out = sum(w * np.take(padded, range(i, i + out.shape[axis]), axis=axis) for i, w in enumerate(kernel))
-    return out
+from trained_worlds import blur as _blur
 
 
 def _scenes(count: int, seed: int) -> list[scenes.Scene]:

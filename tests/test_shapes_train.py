@@ -11,6 +11,8 @@ import pytest
 from safetensors.torch import load_file
 
 from stg.shapes import train
+from trained_worlds import losses
+from trained_worlds import train as run_training
 
 ARGS = ["--sizes", "test", "--size", "32", "--vae-batch", "8", "--batch", "4", "--patch-steps", "120", "--vae-steps", "10",
         "--eval-every", "0", "--save-every", "15", "--threads", "1", "--warmup", "5", "--vae-warmup", "5",
@@ -18,8 +20,7 @@ ARGS = ["--sizes", "test", "--size", "32", "--vae-batch", "8", "--batch", "4", "
 
 
 def _run(out: Path, steps: int) -> Path:
-    assert train.main(["--out", str(out), "--steps", str(steps), *ARGS]) == 0
-    return out
+    return run_training(train, out, steps, ARGS)
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +28,8 @@ def trained(tmp_path_factory) -> Path:
     return _run(tmp_path_factory.mktemp("straight") / "pipe", 60)
 
 
-def _losses(folder: Path, stage: str) -> np.ndarray:
-    log = Path(f"{folder}.work") / "log.jsonl"
-    return np.array([e["loss"] for e in map(json.loads, log.read_text().splitlines()) if e["stage"] == stage])
-
-
 def test_losses_fall(trained):
-    patch, vae, transformer = (_losses(trained, stage) for stage in ("patch", "vae", "transformer"))
+    patch, vae, transformer = (losses(trained, stage) for stage in ("patch", "vae", "transformer"))
     assert (len(patch), len(vae), len(transformer)) == (120, 10, 60)
     assert patch[-30:].mean() < 0.8 * patch[:30].mean()
     assert transformer[-15:].mean() < 0.8 * transformer[:15].mean()
@@ -48,7 +44,7 @@ def test_resumed_run_equals_a_straight_one(trained, tmp_path):
         assert a.keys() == b.keys()
         for key in a:
             assert (a[key] == b[key]).all(), f"{part}.{key}"
-    np.testing.assert_array_equal(_losses(trained, "transformer"), _losses(resumed, "transformer"))
+    np.testing.assert_array_equal(losses(trained, "transformer"), losses(resumed, "transformer"))
     commands = json.loads((resumed / "training.json").read_text())["commands"]
     assert [c["from"] for c in commands] == ["patch step 0", "transformer step 30"]
     assert [c["command"].split("--steps ")[1].split()[0] for c in commands] == ["30", "60"]

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import inspect
 
-import diffusers
 import numpy as np
 import pytest
 import torch
@@ -14,6 +13,7 @@ from PIL import Image
 
 import stg
 from stg import tiny
+from stg.pipelines import pipeline_class
 
 PROMPT = "a red fox runs on the grass"
 NEGATIVE = "blurry worst quality"
@@ -91,12 +91,15 @@ CASES = [
          encoded=("prompt_embeds", "pooled_prompt_embeds", "prompt_attention_mask"), negatives=()),
     Case("ltx2", "LTX2Pipeline", **LTX2),
     Case("ltx2", "LTX2ImageToVideoPipeline", image=True, **LTX2),
+    Case("ltx2.5", "LTX2Pipeline", **LTX2),  # Gemma 4, gated attention, a duration head
     Case("wan2.2", "WanPipeline", **WAN22),
     Case("wan2.2-i2v", "WanImageToVideoPipeline", image=True, **WAN22),
     Case("wan2.2-ti2v", "WanPipeline", stack="blocks", **T5_ONLY),
     Case("hunyuan-video-1.5", "HunyuanVideo15Pipeline", **HUNYUAN15),
     # It takes no size: it makes the bucket of its target size nearest the image's shape, here the image's 32x32.
     Case("hunyuan-video-1.5-i2v", "HunyuanVideo15ImageToVideoPipeline", image=True, **HUNYUAN15),
+    # Spatial blocks are its main stack (the temporal ones, a second kind, are tested in test_opensora_stg.py).
+    Case("open-sora", "OpenSoraPipeline", stack="spatial_blocks"),
 ]
 CASE_IDS = [c.id for c in CASES]
 BY_ID = dict(zip(CASE_IDS, CASES))
@@ -124,7 +127,7 @@ def loaded(folders):
         if case not in cache:
             folder = folders(case.tiny)
             backend = stg.Backend.load(str(folder), pipeline=case.pipeline)
-            stock = getattr(diffusers, case.pipeline).from_pretrained(folder)
+            stock = pipeline_class(case.pipeline).from_pretrained(folder)
             stock.set_progress_bar_config(disable=True)
             backend.pipe.set_progress_bar_config(disable=True)
             cache[case] = backend, stock

@@ -11,9 +11,10 @@ from PIL import Image
 from stg import Backend
 from stg.inputs import Setting
 from stg.limits import MAX_PROMPT_CHARS, MAX_SEED
-from stg.values import TOO_MANY_PIXELS, Blocks, Choice, Extra, Number, Picture, Seed, Size, Text
+from stg.values import TOO_MANY_PIXELS, Blocks, Choice, Extra, Number, Picture, Seed, Size, Text, sent
 
 from .texts import rule_on_page
+from .validation import Refused
 
 
 def blocks_text(blocks) -> str:
@@ -32,7 +33,7 @@ def control(setting: Setting, backend: Backend, command: str = "compare", api: b
     options = {"label": setting.label, "value": value, **options}
     options.update({"visible": False} if api else {})
     component = CONTROLS[type(setting.kind)](setting, backend, options)
-    return guard(component, setting.name, rule_on_page(setting, backend.preset))
+    return guard(component, setting.name, rule_on_page(setting, backend.preset), on_page=not api)
 
 
 def _textbox(setting, backend, options):
@@ -115,10 +116,16 @@ CONTROLS = {Text: _textbox, Picture: _image, Size: _size, Seed: _seed, Number: _
             Blocks: _blocks}
 
 
-def guard(component, name: str, allowed: str):
-    """Gradio's own input checks raise without the field's name; say which field and what it allows.
-    None passes through unchanged and means the preset's default."""
+def guard(component, name: str, allowed: str, on_page: bool = False):
+    """Gradio's own input checks raise without the field's name; say which field and what it allows (on the page, as
+    a Refused value that the page's check shows under the field). None passes through unchanged and means the
+    preset's default."""
     inner = component.preprocess
+
+    def refuse(message: str):
+        if on_page:
+            return Refused(name, message)
+        raise gr.Error(message, print_exception=False)
 
     def preprocess(payload):
         if payload is None:
@@ -126,11 +133,20 @@ def guard(component, name: str, allowed: str):
         try:
             return inner(payload)
         except Image.DecompressionBombError:
-            raise gr.Error(f"{name} {TOO_MANY_PIXELS}", print_exception=False) from None
-        except Exception:
+            return refuse(f"{name} {TOO_MANY_PIXELS}")
+        except Exception as error:
             shown = getattr(payload, "orig_name", None) or payload  # an upload: the name it was sent with
-            shown = repr(shown[:60] if isinstance(shown, str) else shown)[:80]
-            raise gr.Error(f"{name} must be {allowed}, got {shown}", print_exception=False) from None
+            shown = shown[:60] if isinstance(shown, str) else shown
+            # A payload of the wrong type says its type: '4' for a number is text, 123 for a text a number.
+            shown = sent(shown, number=not isinstance(component, gr.Textbox)) if isinstance(error, TypeError) \
+                else repr(shown)[:80]
+            return refuse(f"{name} must be {allowed}, got {shown}")
 
-    component.preprocess = preprocess
+    # In the class, not the instance: Gradio rebuilds a component from its constructor's arguments when an event
+    # updates it (even with gr.skip()), and an instance's own preprocess would be lost from then on.
+    base = type(component)
+    vars(component).pop("preprocess", None)  # the control's own reading, kept as `inner`
+    # type.__new__, not Gradio's component metaclass, which would write a .pyi stub for the new class.
+    component.__class__ = type.__new__(type(base), base.__name__, (base,), {
+        "preprocess": lambda self, payload: preprocess(payload), "__module__": base.__module__})
     return component

@@ -7,26 +7,30 @@ import inspect
 import json
 import os
 from pathlib import Path
+from types import MethodType
 
 import gradio as gr
 
 import stg
-from stg import inputs, results
+from stg import inputs, results, scale_table
 from stg.inputs import COMMANDS, MODEL, Command
+from stg.limits import PANELS_PER_RUN
 from stg.values import random_seed
 
 from . import gpu
 from .files import ResultFiles
 from .texts import api_doc, cut_prompt_markdown, figures_markdown, motion_verdict, stopped_markdown
+from .validation import Refused
 
 
-def endpoint(command: Command, leave_out: tuple[str, ...] = ()):
+def endpoint(command: Command, leave_out: tuple[str, ...] = (), prompted: bool = True, run: str = "handle"):
     """A handler whose parameters are the command's settings but `leave_out`, with the API's names, in the table's
-    order (prompt required, the others None, meaning the default, except where the table gives a value), then
-    Gradio's."""
+    order (prompt required where the model is `prompted`, the others None, meaning the default, except where the
+    table gives a value), then Gradio's. It calls the Studio's method `run` (the command's name is the handler's,
+    but for another `run`)."""
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     parameters += [inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                     default=inspect.Parameter.empty if s.name == "prompt" else s.default)
+                                     default=inspect.Parameter.empty if s.name == "prompt" and prompted else s.default)
                    for s in command.settings if s.name not in leave_out]
     parameters += [inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                      default=gr.Progress(track_tqdm=gpu.ON_ZERO_GPU)),
@@ -39,11 +43,11 @@ def endpoint(command: Command, leave_out: tuple[str, ...] = ()):
         values.apply_defaults()
         values = dict(values.arguments)
         studio, progress, request = values.pop("self"), values.pop("progress"), values.pop("request")
-        return studio.handle(command, values, progress, request)
+        return getattr(studio, run)(command, values, progress, request)
 
     handler.__signature__ = signature
     handler.__annotations__ = {"request": gr.Request}
-    handler.__name__ = handler.__qualname__ = command.name
+    handler.__name__ = handler.__qualname__ = command.name if run == "handle" else run
     handler.__doc__ = api_doc(command)
     return handler
 
@@ -57,6 +61,9 @@ class Studio:
         gpu.register(backend)
         if not gpu.ON_ZERO_GPU:  # the page shows each run's steps; on ZeroGPU the bars are how it learns them
             backend.pipe.set_progress_bar_config(disable=True)
+        if not backend.family.takes_prompt:  # a model conditioned on an image alone: the API asks for no prompt
+            for name, command in COMMANDS.items():
+                setattr(self, name, MethodType(endpoint(command, prompted=False), self))
 
     compare = endpoint(COMMANDS["compare"])
     generate = endpoint(COMMANDS["generate"])
@@ -64,9 +71,29 @@ class Studio:
     # The cached examples of a text-only model: no image, and the model's own guidance at its preset's values.
     EXAMPLE_LEAVES_OUT = ("image", *(s.name for s in COMMANDS["compare"].settings if s.group == MODEL))
     example = endpoint(COMMANDS["compare"], leave_out=EXAMPLE_LEAVES_OUT)
+    scales = endpoint(COMMANDS["compare"], run="scales_of")
+
+    def scales_of(self, command: Command, values: dict, progress=None, request: gr.Request | None = None) -> tuple:
+        """The scale sweep for a comparison's settings (stg.scale_table): the plot's file and the figures' table."""
+        refused = next((value for value in values.values() if isinstance(value, Refused)), None)
+        if refused is not None:
+            raise gr.Error(refused.message, print_exception=False)
+        try:
+            base = inputs.task(self.backend, command, values).request
+        except ValueError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        session = getattr(request, "session_hash", None)
+        rows, image = scale_table.for_prompt(base, lambda r: gpu.submit(self.backend, r, progress, session),
+                                             self.backend.preset.figures, panels_per_run=PANELS_PER_RUN)
+        path = self.files.new("scales", ".png")
+        image.save(path)
+        return str(path), {"headers": list(rows[0]), "data": [list(row.values()) for row in rows]}
 
     def handle(self, command: Command, values: dict, progress=None, request: gr.Request | None = None) -> tuple:
         """Check, run on the GPU, write the files under unique names; returns them in order, then the seed."""
+        refused = next((value for value in values.values() if isinstance(value, Refused)), None)
+        if refused is not None:  # the page's check shows it first; a run without that check ends here
+            raise gr.Error(refused.message, print_exception=False)
         try:
             task = inputs.task(self.backend, command, values)
         except ValueError as error:  # refused here, before any GPU time is reserved
@@ -89,8 +116,9 @@ class Studio:
 
     @staticmethod
     def pick_seed(seed, randomize):
-        """The seed box's value, or a random seed; a seed that is not a whole number is refused by the run."""
-        return random_seed() if randomize or seed is None else seed
+        """A random seed for the seed box where asked (or where it is empty), else no change: the typed seed is the
+        run's, and one that is not a whole number is refused by the run, not rounded."""
+        return random_seed() if randomize or seed is None else gr.skip()
 
     def prompt_note(self, prompt) -> str:
         """What the page says under the prompt: words the model never saw, and where the text encoder stops

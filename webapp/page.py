@@ -7,8 +7,8 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 import stg
-from stg import metrics
-from stg.inputs import BY_NAME, CFG, COMMANDS, MAX_CANDIDATES, MODEL, OUTPUT, REQUEST, STG
+from stg import judged, metrics
+from stg.inputs import BY_NAME, CFG, COMMANDS, MAX_CANDIDATES, MODEL, OUTPUT, REQUEST, STG, Command
 from stg.presets import SIZES
 
 from .cancels import OneEventCancels
@@ -16,7 +16,8 @@ from .controls import blocks_text, control
 from .examples import examples
 from .files import DELETE_CACHE
 from .handlers import Studio
-from .texts import API_HINT, CSS, EXPLORER_HELP, banner_markdown, figures_help, header_markdown
+from .texts import API_HINT, CSS, EXPLORER_HELP, SCALES_HELP, banner_markdown, figures_help, header_markdown
+from .validation import KEEP_TYPED, checker, status_of
 
 GPU_EVENT = dict(concurrency_limit=1, concurrency_id="gpu")
 PRIVATE = dict(queue=False, api_visibility="private")
@@ -62,6 +63,7 @@ def build_demo(backend: stg.Backend, reason: str = "", *, delete_cache=DELETE_CA
                       "sweep": _sweep_outputs(x_out)})  # first: the endpoints' names are theirs
         _wire_compare(studio, ui, out)
         _wire_explorer(studio, ui, out, {**ui, **x}, x_out, explorer_tab)
+        demo.load(lambda: (None, None), None, [out["seed"], x_out["seed"]], **PRIVATE)  # empty: their placeholder
     return demo
 
 
@@ -86,18 +88,19 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3) as request_column:
             ui.add("prompt", lines=3, placeholder=preset.examples[0] if preset.examples else "",
-                   info=preset.prompt_hint() or None)
+                   info=preset.prompt_hint() or None, visible=backend.family.takes_prompt)
             out["prompt_note"] = gr.Markdown(elem_id="prompt-note", elem_classes="note")
-            ui.add("negative_prompt", lines=1)
+            ui.add("negative_prompt", lines=1, visible=backend.family.takes_prompt)
             ui.add("image")
             _run_row(out)
         with gr.Column(scale=2):
             out["recipe"] = gr.Dropdown([*_recipes(preset), CUSTOM], value=OFFICIAL, label="Settings preset")
-            with gr.Row():
-                ui.add("seed", scale=2)
-                out["randomize"] = gr.Checkbox(label="Randomize seed", value=True, scale=1)
+            ui.add("seed")  # the checkbox under it, not beside: beside it, a phone's width cut its label
+            out["randomize"] = gr.Checkbox(label="Randomize seed", value=True, container=False)
             _size_controls(ui)
             ui.add("fps")
+            with gr.Accordion("Advanced", open=False):
+                ui.add("cache")
             ui.rest(REQUEST, OUTPUT)
             _model_controls(ui, backend)
     with gr.Row(equal_height=False):  # each panel's settings; opening one's Advanced moves both videos alike
@@ -108,6 +111,8 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
             with gr.Column(variant="panel"):
                 out[side].render()
                 out[f"{name}_figures"] = gr.Markdown(elem_id=f"{name}-figures", elem_classes="figures")
+    if judged.has_world(backend.model):  # a model judged against ground truth: its figures across the scales
+        _scales_section(out)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             gr.Markdown("**Side by side**: one file, so both halves always play in sync")
@@ -120,6 +125,17 @@ def _compare_tab(backend: stg.Backend, studio: Studio) -> tuple[Controls, dict]:
         taken = [ui[s.name] for s in COMMANDS["compare"].settings if s.name not in studio.EXAMPLE_LEAVES_OUT]
         examples(backend, taken, studio.example, _outputs(out))
     return ui, out
+
+
+def _scales_section(out: dict) -> None:
+    with gr.Accordion("Scale sweep for this prompt", open=False):
+        gr.Markdown(SCALES_HELP)
+        out["sweep_scales"] = gr.Button("Sweep the scales", elem_id="sweep-scales")
+        with gr.Row(equal_height=False):
+            out["scales_plot"] = gr.Image(label="Figures across the scales", type="filepath", interactive=False,
+                                          elem_id="scales-plot", scale=3)
+            out["scales_table"] = gr.Dataframe(label="Figures per scale", interactive=False, elem_id="scales-table",
+                                               scale=2)
 
 
 def _run_row(out: dict, run: str = "run", label: str = "Generate") -> None:
@@ -170,7 +186,17 @@ def _stg_settings(ui: Controls, backend: stg.Backend) -> None:
             with gr.Row():
                 ui.add("stg_window_start")
                 ui.add("stg_window_end")
+            _temporal_controls(ui, backend)
             ui.rest(STG)
+
+
+def _temporal_controls(ui: Controls, backend: stg.Backend) -> None:
+    """The temporal pass, shown only on a model with factorized attention (elsewhere left out: None, off)."""
+    factorized = backend.temporal_depth is not None
+    ui.add("temporal_stg_scale", visible=factorized)
+    depth = f"0-{backend.temporal_depth - 1}" if factorized else ""
+    ui.add("temporal_stg_blocks", visible=factorized, label=f"Temporal layers ({depth})",
+           info="Comma-separated; empty: the preset's")
 
 
 def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:
@@ -179,8 +205,9 @@ def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:
     gr.Markdown(EXPLORER_HELP)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            x.add("prompt", label="Prompt to explore", lines=2,
+            x.add("prompt", label="Prompt to explore", lines=2, visible=backend.family.takes_prompt,
                   placeholder="Opening this tab brings the Compare tab's prompt and seed")
+            x.add("sweep_layers", visible=backend.temporal_depth is not None)
             x.add("candidate_blocks", value=blocks_text(backend.candidate_blocks()),
                   label=f"Candidate blocks, one video each ({_depth_text(backend)})",
                   info=f"Comma-separated, at most {MAX_CANDIDATES}; empty: about eight spread over the depth")
@@ -212,9 +239,14 @@ def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:
 
 
 def _wire_compare(studio: Studio, ui: Controls, out: dict) -> None:
-    inputs = [ui[s.name] for s in COMMANDS["compare"].settings]
-    compare = _gpu_run(out["run"], out, studio.compare, inputs, _outputs(out), seed=(ui["seed"], out["randomize"]))
+    compare = _gpu_run(out["run"], out, studio, COMMANDS["compare"], ui, _outputs(out),
+                       seed=(ui["seed"], out["randomize"]))
     _stop(studio, out, compare)
+    if "sweep_scales" in out:
+        out["sweep_scales"].click(studio.scales, [ui[s.name] for s in COMMANDS["compare"].settings],
+                                  [out["scales_plot"], out["scales_table"]], api_name="scales",
+                                  show_progress_on=[out["scales_plot"]], **GPU_EVENT)
+    ui["seed"].input(lambda: False, None, out["randomize"], **PRIVATE)  # a typed seed is the one to use
     ui["cfg_scale"].input(lambda w: w, ui["cfg_scale"], ui["stg_cfg_scale"], **PRIVATE)  # follows, as in the API
     recipes, sizes = _recipes(ui.backend.preset), [ui[size] for size in SIZES]
     out["recipe"].change(lambda key: [recipes[key][size] for size in SIZES] if key in recipes else [gr.skip()] * 4,
@@ -225,8 +257,8 @@ def _wire_compare(studio: Studio, ui: Controls, out: dict) -> None:
 
 
 def _wire_explorer(studio: Studio, ui: Controls, compare_out: dict, x: dict, out: dict, tab) -> None:
-    sweep = _gpu_run(out["explore"], out, studio.sweep, [x[s.name] for s in COMMANDS["sweep"].settings],
-                     _sweep_outputs(out), also_cleared=[out["summary"], out["note"]])
+    sweep = _gpu_run(out["explore"], out, studio, COMMANDS["sweep"], x, _sweep_outputs(out),
+                     also_cleared=[out["summary"], out["note"]])
     _stop(studio, out, sweep)
     out["table"].change(studio.summary, out["table"], out["summary"], **PRIVATE)
     out["table"].select(studio.use_block, None, [ui["stg_blocks"], out["note"]], api_visibility="private")  # shows gr.Info
@@ -235,17 +267,28 @@ def _wire_explorer(studio: Studio, ui: Controls, compare_out: dict, x: dict, out
                **PRIVATE)
 
 
-def _gpu_run(button, out: dict, fn, inputs: list, outputs: list, also_cleared=(), seed=()):
+def _gpu_run(button, out: dict, studio: Studio, command: Command, controls: dict, outputs: list, also_cleared=(),
+             seed=()):
     """A click that first clears the last results (and picks the seed from `seed`, the seed and randomize boxes,
-    where given), then runs fn on the GPU with its progress beside the buttons; returns the run, for Stop to cancel."""
-    cleared = [*outputs, *also_cleared, out["status"]]
+    where given) and says beside the buttons why the request cannot run, if it cannot; then, if it can (the same
+    check, with its message under the field), runs the command on the GPU with its progress beside the buttons, from
+    these controls of its settings. Returns the run, for Stop to cancel."""
+    inputs = [controls[s.name] for s in command.settings]
+    cleared = [*outputs, *also_cleared]
+    status = status_of(studio.backend, command, controls)
 
-    def start(*seed_values):
-        picked = (Studio.pick_seed(*seed_values),) if seed_values else ()
-        return (*picked, *[None] * (len(cleared) - 1), "")
+    def start(*values):
+        values = list(values)
+        if not seed:
+            return (*[None] * len(cleared), status(values))
+        picked = Studio.pick_seed(values.pop(0), values.pop(0))
+        if isinstance(picked, int):
+            values[inputs.index(seed[0])] = picked
+        return (picked, *[None] * len(cleared), status(values))
 
-    return button.click(start, list(seed), list(seed[:1]) + cleared, **PRIVATE).then(
-        fn, inputs, outputs, api_visibility="private", show_progress_on=[out["status"]], **GPU_EVENT)
+    return button.click(start, [*seed, *inputs], [*seed[:1], *cleared, out["status"]], **PRIVATE).then(
+        getattr(studio, command.name), inputs, outputs, api_visibility="private", show_progress_on=[out["status"]],
+        validator=checker(studio.backend, command, controls), **GPU_EVENT)
 
 
 def _stop(studio: Studio, out: dict, run) -> None:
@@ -279,4 +322,5 @@ def serve(demo: gr.Blocks, *, max_size: int = QUEUE_SIZE, **launch_kwargs):
     """Queue (bounded) and launch, a cancel stopping its own event only; keyword arguments go to `Blocks.launch`."""
     launch_kwargs.setdefault("max_file_size", UPLOAD_LIMIT)
     return demo.queue(max_size=max_size, default_concurrency_limit=1).launch(
-        css=CSS, theme=gr.themes.Soft(), app_kwargs={"middleware": [Middleware(OneEventCancels)]}, **launch_kwargs)
+        css=CSS, theme=gr.themes.Soft(), head=KEEP_TYPED, app_kwargs={"middleware": [Middleware(OneEventCancels)]},
+        **launch_kwargs)

@@ -4,7 +4,7 @@ and the API's descriptions of its endpoints."""
 from __future__ import annotations
 
 import stg
-from stg import metrics
+from stg import metrics, scales
 from stg.inputs import Command, Setting
 from stg.values import IMAGE_RULE, Picture
 from stg.presets import SIZES
@@ -29,18 +29,35 @@ EXPLORER_HELP = (
     "the CFG rescale, the STG window and the frames per second are the Compare tab's."
 )
 
+SCALES_HELP = (
+    "The same prompt, seed and sizes at several guidance scales, batched: CFG alone at w "
+    f"{', '.join(f'{w:g}' for w in scales.APP_CFG_SCALES)} (the CFG panel's settings), STG alone (w 1) at s "
+    f"{', '.join(f'{s:g}' for s in scales.APP_STG_SCALES)} (the CFG + STG panel's mode and blocks), and the CFG + STG "
+    "panel as set above. Each plot is one figure of the videos against the scale: see what guidance fixes, and what "
+    "it costs."
+)
+
 API_HINT = ("Use it from Python: `gradio_client.Client(url).predict(prompt=..., api_name=\"/compare\")`, "
             "or `api_name=\"/sweep\"` for the block explorer; the API page below lists every parameter.")
+
+
+# What to look for where a model's preset does not say: what the paper reports on the models it was made for (project
+# page, CFG then CFG + STG: Mochi's VBench imaging quality .524 -> .628, aesthetic quality .507 -> .554).
+PAPER_LOOK_FOR = ("what the paper reports on models like this one: sharper detail and more coherent structure with "
+                  "STG (on Mochi, VBench imaging quality 0.524 with CFG, 0.628 with CFG + STG), with about as much "
+                  "motion. Whether it shows depends on the prompt, the seed, the block and the scale: compare the "
+                  "panels and the figures under them.")
 
 
 def header_markdown(backend: stg.Backend) -> str:
     preset = backend.preset
     return (
         "# STG Studio\n"
-        "**Spatiotemporal Skip Guidance (STG)** improves video diffusion sampling without any training: at every step "
+        "**Spatiotemporal Skip Guidance (STG)** guides video diffusion sampling without any training: at every step "
         "it also runs the model with a few transformer blocks skipped, a weaker copy of itself, and steers the "
         "prediction away from that copy. Here one prompt and one seed are rendered with classifier-free guidance "
         "alone (left) and with CFG + STG (right).\n\n"
+        f"**What to look for on this model:** {preset.look_for or PAPER_LOOK_FOR}\n\n"
         "`eps = eps_u + w (eps_c - eps_u) + s (eps_c - eps_p)`: eps_u negative prompt, eps_c prompt, "
         f"eps_p prompt with the chosen blocks perturbed · [paper: arXiv 2411.18664]({PAPER})\n\n"
         f"Model: **{preset.title}** (`{backend.model}`, {backend.depth} blocks) on **{backend.device}**, "

@@ -65,10 +65,13 @@ def add_model_options(parser: argparse.ArgumentParser, default: str | None = Non
 def _add_prompt_options(parser: argparse.ArgumentParser) -> None:
     """Where the prompts come from and where the files go."""
     group = parser.add_argument_group("prompts and output")
-    which = group.add_mutually_exclusive_group(required=True)
-    which.add_argument("--prompt", metavar="TEXT", help="what the video shows")
+    which = group.add_mutually_exclusive_group()  # one is required, but for a model conditioned on an image alone
+    which.add_argument("--prompt", metavar="TEXT", help="what the video shows (required but for image-only models: SVD)")
     which.add_argument("--prompts-file", metavar="FILE", type=Path, help="one prompt a line, run one after the other")
-    group.add_argument("--out", metavar="DIR", type=Path, required=True, help="folder for the files (made if missing)")
+    group.add_argument("--out", metavar="DIR", type=Path, required=True,
+                       help="folder for the files (made if missing); one that holds an earlier run is refused")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace the files of an earlier run in --out (other files there are left alone)")
 
 
 def add_settings(parser: argparse.ArgumentParser, command: str, model: str | None,
@@ -137,9 +140,19 @@ def _device(text: str) -> str:
     import torch
 
     try:
-        torch.device(text)
+        device = torch.device(text)
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"must be a torch device such as cpu, cuda or cuda:1, got {text!r}") from None
+    if device.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            raise argparse.ArgumentTypeError(f"{text!r} needs a torch built with CUDA; this torch "
+                                             f"({torch.__version__}) is a CPU build: install a CUDA build, or use cpu")
+        count = torch.cuda.device_count()
+        if count == 0 or (device.index or 0) >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA GPU{'s' * (count != 1)} "
+                                             "that torch can use")
+    elif not getattr(getattr(torch, device.type, None), "is_available", lambda: True)():  # xpu, mps, ...
+        raise argparse.ArgumentTypeError(f"{text!r}: torch finds no {device.type} device here")
     return text
 
 

@@ -9,13 +9,13 @@ import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from statistics import fmean
 from typing import TYPE_CHECKING, Callable
 
 from .. import inputs, metrics, presets
 from ..inputs import COMMANDS, Model, Task
 from ..limits import text_problem
 from ..quiet import cannot_load, one_line, quiet_libraries
+from . import output, summary
 from .arguments import FLAGS, UsageError, build_parser, model_in
 
 if TYPE_CHECKING:  # torch and diffusers load only for a run: --help and bad input answer at once
@@ -61,15 +61,16 @@ def _load(args) -> Backend:
     return backend
 
 
-def loaded(args, command: inputs.Command) -> tuple[Backend, dict]:
+def loaded(args, command: inputs.Command, before_load: Callable[[], None] = lambda: None) -> tuple[Backend, dict]:
     """The model, and the command's settings from the flags (defaults filled, text parsed) but for the prompt; the
-    settings that need no model are checked before the load, where the model is a preset."""
+    settings that need no model are checked before the load, where the model is a preset, then `before_load` runs."""
     values = {s.name: getattr(args, s.name) for s in command.settings if hasattr(args, s.name) and s.name != "prompt"}
     known = presets.get(args.model)
     if known is not None:  # bad settings before a long load
         with _flags():
             values = inputs.read(command, values, Model.before_loading(known))
             inputs.guidances(command, values)
+    before_load()
     quiet_libraries()
     backend = _load(args)
     with _flags():
@@ -79,13 +80,21 @@ def loaded(args, command: inputs.Command) -> tuple[Backend, dict]:
 def _tasks(args, prompts: list[tuple[str, str]]) -> tuple[Backend, list[Task]]:
     """Load the model and check every prompt's request before the first one runs."""
     command = COMMANDS[args.command]
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out: {args.out} is a file, not a folder")
+    output.check(args.out)
     for where, prompt in prompts:  # bad prompts before a long load
+        if prompt is None:  # neither --prompt nor --prompts-file: the model, once known, says whether it needs one
+            from ..families import for_pipeline
+
+            known = presets.get(args.model)
+            if known is not None and for_pipeline(known.pipeline).takes_prompt:
+                raise UsageError("--prompt or --prompts-file is required (only a model that makes video from an "
+                                 "image alone, such as SVD, takes neither)")
+            continue
         problem = text_problem(prompt, required=True)
         if problem:
             raise UsageError(f"{where}--prompt {problem}")
-    backend, values = loaded(args, command)
+    folders = [_folder(args, index, prompt) for index, (_, prompt) in enumerate(prompts, 1)]
+    backend, values = loaded(args, command, lambda: output.prepare(args.out, folders, args.overwrite))
     tasks = []
     for where, prompt in prompts:
         with _flags(where):
@@ -93,9 +102,12 @@ def _tasks(args, prompts: list[tuple[str, str]]) -> tuple[Backend, list[Task]]:
     return backend, tasks
 
 
-def _slug(index: int, prompt: str) -> str:
+def _folder(args, index: int, prompt: str) -> Path:
+    """Where one prompt's files go: --out itself, or DIR/NNN-words-of-the-prompt/ for a prompts file."""
+    if not args.prompts_file:
+        return args.out
     words = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40].rstrip("-")
-    return f"{index:03d}-{words or 'prompt'}"
+    return args.out / f"{index:03d}-{words or 'prompt'}"
 
 
 def run(args) -> int:
@@ -110,63 +122,27 @@ def run(args) -> int:
     for _, prompt in prompts:
         if note := backend.preset.prompt_note(prompt):
             print(f"stg: note: {prompt[:60]!r}: {note}", file=sys.stderr)
-    rows, sweep = [], args.command == "sweep"
+    runs, sweep = [], args.command == "sweep"
     with tqdm(total=sum(t.request.total_steps for t in tasks), desc=f"prompt 1/{len(tasks)}", unit="step",
               file=sys.stderr, dynamic_ncols=True) as bar:
         for index, ((_, prompt), task) in enumerate(zip(prompts, tasks), 1):
             bar.set_description(f"prompt {index}/{len(tasks)}")
-            folder = args.out / _slug(index, prompt) if args.prompts_file else args.out
+            folder = _folder(args, index, prompt)
 
             def progress(step, _total, _start=bar.n):
                 bar.update(_start + step - bar.n)
 
             composed = results.compose(task, backend.render(task.request, progress))
             results.write(composed, results.in_folder(folder))
-            rows += _rows(prompt, folder.name, composed.figures(), sweep)
+            runs.append(summary.Run(prompt, folder.name, composed.figures()))
+    table = summary.rows(runs, sweep)
     if args.prompts_file:
-        rows = _with_means(rows, ("panel",) if sweep else ())
-        results.write_csv(rows, args.out / "summary.csv")
+        table = summary.with_means(runs, sweep)
+        results.write_csv(table, args.out / output.SUMMARY)
     words = tuple(f.name for f in metrics.described(backend.preset.figures) if f.text)  # in the CSV, not the table
-    print(_table(rows, words))
+    print(summary.text(table, words))
     print(f"stg: files in {args.out}", file=sys.stderr)
     return 0
-
-
-# -- the summary -----------------------------------------------------------------------------------
-def _rows(prompt: str, folder: str, figures: dict[str, dict], sweep: bool) -> list[dict]:
-    """A compare run: one row, CFG then STG figures. A sweep: one row per video."""
-    if sweep:
-        return [{"prompt": prompt, "folder": folder, "panel": name, **values} for name, values in figures.items()]
-    return [{"prompt": prompt, "folder": folder,
-             **{f"{name}_{figure}": value for name, values in figures.items() for figure, value in values.items()}}]
-
-
-def _with_means(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
-    """The rows, then a 'mean' row per value of the `by` columns, averaging every number column."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[key] for key in by), []).append(row)
-    numbers = [key for key in rows[0] if any(isinstance(row[key], float) for row in rows)]
-
-    def mean(group: list[dict], column: str):
-        values = [row[column] for row in group if isinstance(row[column], float)]  # None: nothing was measured
-        return round(fmean(values), 4) if values else None
-
-    means = [{**dict.fromkeys(rows[0], ""), "prompt": "mean", **dict(zip(by, key)),
-              **{column: mean(group, column) for column in numbers}}
-             for key, group in groups.items()]
-    return rows + means
-
-
-def _table(rows: list[dict], words: tuple[str, ...] = ()) -> str:
-    """The rows as aligned text, but the folder and the figures in words."""
-    columns = [key for key in rows[0] if key != "folder" and not key.endswith(words)]
-    cells = [[f"{row[c]:.3f}" if isinstance(row[c], float) else "" if row[c] is None else str(row[c])[:40]
-              for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-    numeric = [any(isinstance(row[c], float) for row in rows) for c in columns]
-    lines = [[c.rjust(w) if n else c.ljust(w) for c, w, n in zip(line, widths, numeric)] for line in [columns, *cells]]
-    return "\n".join("  ".join(line).rstrip() for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:

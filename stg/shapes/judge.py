@@ -31,7 +31,7 @@ CORE = 0.75  # pixels at least this share of the clip's largest distance from th
 STILL = 0.04  # displacement over the clip, fraction of the shorter side: less is no motion
 
 
-def _nearest(rgb: np.ndarray, exclude: int | None = None) -> int:
+def nearest(rgb: np.ndarray, exclude: int | None = None) -> int:
     distance = np.linalg.norm(_PALETTE - rgb, axis=1)
     if exclude is not None:
         distance[exclude] = np.inf
@@ -51,15 +51,21 @@ def _centre_and_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     return (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2, xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
 
 
-def _shape_class(masks: list[np.ndarray], coverages: list[np.ndarray]) -> str:
-    """The class whose outline, fitted to each frame's bounding box, overlaps the seen shape best over the clip."""
+def shape_scores(masks: list[np.ndarray], coverages: list[np.ndarray]) -> np.ndarray:
+    """Per class of SHAPES, the mean overlap (intersection over union) of its outline, fitted to each frame's bounding
+    box, with the seen shape."""
     scores = np.zeros(len(SHAPES))
     for mask, coverage in zip(masks, coverages):
         x, y, w, h = _centre_and_box(mask)
         for k, shape in enumerate(SHAPES):
             template = shape_mask(shape, x, y, w, h, *mask.shape)
             scores[k] += np.minimum(template, coverage).sum() / np.maximum(template, coverage).sum()
-    return SHAPES[int(scores.argmax())]
+    return scores / max(len(masks), 1)
+
+
+def shape_class(masks: list[np.ndarray], coverages: list[np.ndarray]) -> str:
+    """The class whose outline overlaps the seen shape best over the clip."""
+    return SHAPES[int(shape_scores(masks, coverages).argmax())]
 
 
 def _direction(centres: np.ndarray, side: int) -> tuple[str, np.ndarray]:
@@ -91,17 +97,17 @@ def judge(frames: np.ndarray, expected: Scene | str | None = None) -> dict:
     if seen.sum() >= MIN_AREA * height * width:
         # The shape's own colour is where it differs most from the background; its edges are a mix of both.
         core = distance >= CORE * np.percentile(distance[seen], 95)
-        colour = _nearest(np.median(clip[core], axis=0), exclude=background)
+        colour = nearest(np.median(clip[core], axis=0), exclude=background)
         verdict["shape_colour"] = _NAMES[colour]
         axis = _PALETTE[colour] - bg_rgb
         coverage = np.clip((clip - bg_rgb) @ axis / float(axis @ axis), 0.0, 1.0)  # per pixel, 0 background, 1 shape
         solid = coverage > 0.5
         present = [i for i in range(count) if solid[i].sum() >= MIN_AREA * height * width]
         if present:
-            verdict["shape"] = _shape_class([solid[i] for i in present], [coverage[i] for i in present])
-            figures.update(_quality(clip, coverage, solid, present, colour))
+            verdict["shape"] = shape_class([solid[i] for i in present], [coverage[i] for i in present])
+            figures.update(quality(clip, coverage, solid, present, _PALETTE[colour]))
         if len(present) >= 2:
-            centres = np.array([_centroid(coverage[i] * solid[i]) for i in present])
+            centres = np.array([centroid(coverage[i] * solid[i]) for i in present])
             verdict["direction"], residual = _direction(centres, side)
             figures["path_px"] = float(np.sqrt((residual**2).sum(axis=1).mean()))
     result = {**verdict, **{k: None if v is None else round(float(v), 3) for k, v in figures.items()}}
@@ -115,13 +121,14 @@ def judge(frames: np.ndarray, expected: Scene | str | None = None) -> dict:
     return result
 
 
-def _centroid(weights: np.ndarray) -> tuple[float, float]:
+def centroid(weights: np.ndarray) -> tuple[float, float]:
     ys, xs = np.mgrid[: weights.shape[0], : weights.shape[1]]
     total = weights.sum()
     return float((xs * weights).sum() / total + 0.5), float((ys * weights).sum() / total + 0.5)
 
 
-def _quality(clip, coverage, solid, present, colour) -> dict:
+def quality(clip, coverage, solid, present, rgb) -> dict:
+    """Edge width, area variation and colour error of the shapes seen (`QUALITY`), given their palette colour."""
     edge, areas, errors = [], [], []
     for i in present:
         inside = solid[i]
@@ -131,7 +138,7 @@ def _quality(clip, coverage, solid, present, colour) -> dict:
         areas.append(coverage[i].sum())
         core = coverage[i] > 0.9
         if core.any():
-            errors.append(np.linalg.norm(clip[i][core] - _PALETTE[colour], axis=1).mean())
+            errors.append(np.linalg.norm(clip[i][core] - rgb, axis=1).mean())
     areas = np.array(areas)
     return {"edge_px": float(np.mean(edge)), "area_var": float(areas.std() / areas.mean() * 100),
             "colour_err": float(np.mean(errors)) if errors else None}

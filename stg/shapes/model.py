@@ -39,13 +39,13 @@ TEST = Sizes(width=32, heads=2, layers=2, latent=8, vae_width=16, text_width=16,
 SIZES = {"full": FULL, "test": TEST}
 
 
-def tokenizer():
+def tokenizer(vocabulary: tuple[str, ...] = VOCABULARY):
     """T5 unigram tokenizer: the grammar's words whole (lower case and capitalised), other text by characters."""
     from transformers import T5TokenizerFast
 
     specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), (_WORDPIECE, -2.0)]
     chars = [(c, -5.0) for c in string.ascii_letters + string.digits + string.punctuation]
-    words = [(_WORDPIECE + w, -1.0) for w in VOCABULARY] + [(_WORDPIECE + w.capitalize(), -1.5) for w in VOCABULARY]
+    words = [(_WORDPIECE + w, -1.0) for w in vocabulary] + [(_WORDPIECE + w.capitalize(), -1.5) for w in vocabulary]
     return T5TokenizerFast(vocab=specials + chars + words, extra_ids=0)
 
 

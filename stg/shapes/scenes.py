@@ -106,10 +106,10 @@ def parse(prompt: str) -> Scene | None:
         return None
 
 
-def unknown_words(prompt: str) -> list[str]:
+def unknown_words(prompt: str, vocabulary: tuple[str, ...] = VOCABULARY) -> list[str]:
     """Words of a prompt that the model was never trained on, in order, each once."""
     words = re.findall(r"[^\W\d_]+", prompt.lower())
-    return list(dict.fromkeys(w for w in words if w not in VOCABULARY))
+    return list(dict.fromkeys(w for w in words if w not in vocabulary))
 
 
 def shape_mask(shape: str, centre_x: float, centre_y: float, box_width: float, box_height: float, height: int,
@@ -152,19 +152,25 @@ def render(scene: Scene, frames: int = 9, height: int = 32, width: int = 32) -> 
     return clip
 
 
+@dataclass(frozen=True)
 class Guide:
-    """What the shapes model knows of prompts, for the prompt box and a note on words it never saw."""
+    """What a grammar-trained model knows of prompts, for the prompt box and a note on words it never saw."""
 
-    hint = (f"It knows one sentence: a {{colour}} {{shape}} moving {{direction}} on a {{colour}} background. Colours: "
-            f"{', '.join(COLOURS)}; shapes: {', '.join(SHAPES)}; directions: {', '.join(DIRECTIONS)}.")
+    model: str
+    hint: str
+    vocabulary: tuple[str, ...]
 
-    @staticmethod
-    def note(prompt: str) -> str:
-        unknown = unknown_words(prompt)
+    def note(self, prompt: str) -> str:
+        unknown = unknown_words(prompt, self.vocabulary)
         if not unknown:
             return ""
-        return (f"The shapes model never saw {', '.join(repr(w) for w in unknown[:5])}"
+        return (f"The {self.model} model never saw {', '.join(repr(w) for w in unknown[:5])}"
                 f"{' and more' if len(unknown) > 5 else ''}: it still runs, reading the words it knows.")
 
 
-GUIDE = Guide()
+GUIDE = Guide(
+    model="shapes",
+    hint=(f"It knows one sentence: a {{colour}} {{shape}} moving {{direction}} on a {{colour}} background. Colours: "
+          f"{', '.join(COLOURS)}; shapes: {', '.join(SHAPES)}; directions: {', '.join(DIRECTIONS)}."),
+    vocabulary=VOCABULARY,
+)

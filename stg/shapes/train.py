@@ -1,11 +1,13 @@
 """Train the shapes model from scratch: `python -m stg.shapes.train --out DIR [--device cuda]`.
 
-Two stages on clips rendered on the fly from fixed seeds: the VAE (reconstruction weighted toward the shape's
-pixels, which are a small part of each frame), then the text encoder and transformer together with the flow-matching
-loss that `LTXPipeline` samples with. A checkpoint is written every `--save-every` steps and a run started again with
+The trainer serves any grammar-trained model: a `World` names its scenes, renderer, components and judge (the lab
+model's is in `stg.lab.train`). Two stages on clips rendered on the fly from fixed seeds: the VAE (reconstruction
+weighted toward the shape's pixels, which are a small part of each frame), then the text encoder and transformer
+together with the flow-matching loss that `LTXPipeline` samples with. A checkpoint is written every `--save-every` steps and a run started again with
 the same `--work` folder resumes from it, bit for bit; `--steps` may be raised to train on, and other options
-changed for the steps still to come. The finished pipeline is saved in fp16 to `--out`, with `training.json`
-recording each command that trained it and from which step, the steps, device, time and the last evaluation.
+changed for the steps still to come. The pipeline is saved in fp16 to `--out` with each transformer checkpoint and
+at the end (swapped in whole, so the folder is always one consistent save), with `training.json` recording each
+command that trained it and from which step, the steps, device, time and the last evaluation.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
+from types import ModuleType
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import model, scenes
-from .judge import ATTRIBUTES, judge
+from . import judge, model, scenes
 
 FRAME_RATE = 25  # LTXPipeline's default; it sets the transformer's rope scale
 MAX_TOKENS = 128  # LTXPipeline's default max_sequence_length: the prompt is padded to it
@@ -35,13 +40,34 @@ STAGES = ("patch", "vae", "transformer")
 LATENT_NOISE = 0.1  # std of the noise added to latents while training the decoder, relative to theirs
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m stg.shapes.train", description=__doc__.split("\n\n")[0])
+@dataclass(frozen=True)
+class World:
+    """What the trainer needs of a grammar: its scenes and their clips, the model's components, and the judge."""
+
+    program: str  # the command that trains it, as recorded in training.json
+    description: str  # what the command does, for its --help
+    random_scene: Callable  # (rng) -> a scene with a `prompt`
+    render: Callable  # (scene, frames, height, width) -> uint8 frames
+    backdrop: Callable  # (scene, height, width) -> the clip's background, [height, width, 3] or broadcastable
+    model: ModuleType  # SIZES, components(sizes), describe(sizes)
+    judge: Callable  # (frames, prompt) -> {f"{attribute}_ok": bool, ...}
+    attributes: tuple[str, ...]
+    defaults: dict = field(default_factory=dict)  # argument defaults of this world
+
+
+SHAPES = World("python -m stg.shapes.train", __doc__.split("\n\n")[0], scenes.random_scene, scenes.render,
+               lambda scene, height, width: np.array(scenes.COLOURS[scene.background]), model, judge.judge,
+               judge.ATTRIBUTES)
+
+
+def parse_args(argv=None, world: World = SHAPES) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=world.program, description=world.description)
     p.add_argument("--out", required=True, help="folder for the finished diffusers pipeline")
     p.add_argument("--work", help="checkpoint and logs (default: OUT.work)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--sizes", choices=sorted(model.SIZES), default="full")
-    p.add_argument("--patch-steps", type=int, default=8000, help="VAE steps per 8x8 patch alone, on single frames")
+    p.add_argument("--sizes", choices=sorted(world.model.SIZES), default="full")
+    p.add_argument("--patch-steps", type=int, default=8000, help="VAE steps per patch alone, on single frames (0: "
+                   "none; the VAE must not downsample inside for this stage)")
     p.add_argument("--vae-steps", type=int, default=1000, help="VAE steps with neighbouring patches and frames")
     p.add_argument("--steps", type=int, default=6000, help="transformer steps")
     p.add_argument("--vae-batch", type=int, default=16)
@@ -65,17 +91,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "decided")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.set_defaults(**world.defaults, world=world)
     return p.parse_args(argv)
 
 
 # -- data -------------------------------------------------------------------------------------------
-def clips(rng: np.random.Generator, count: int, frames: int, size: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+def clips(world: World, rng: np.random.Generator, count: int, frames: int,
+          size: int) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """Rendered clips in [-1, 1] as [count, 3, frames, size, size], their prompts, and a per-pixel loss weight that
     lifts the shape's pixels (and its edges) above the background's."""
-    scenes_ = [scenes.random_scene(rng) for _ in range(count)]
-    video = np.stack([scenes.render(s, frames, size, size) for s in scenes_])
-    background = np.array([scenes.COLOURS[s.background] for s in scenes_], dtype=np.uint8)[:, None, None, None]
-    shape = np.any(video != background, axis=-1)
+    scenes_ = [world.random_scene(rng) for _ in range(count)]
+    video = np.stack([world.render(s, frames, size, size) for s in scenes_])
+    background = np.stack([np.broadcast_to(world.backdrop(s, size, size), (size, size, 3)) for s in scenes_])
+    shape = np.any(video != np.round(background).astype(np.uint8)[:, None], axis=-1)
     x = torch.from_numpy(video).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     weight = 1 + 8 * torch.from_numpy(shape).float()[:, None]
     return x, [s.prompt for s in scenes_], weight
@@ -91,7 +119,7 @@ def rng_for(seed: int, stage: int, step: int) -> tuple[np.random.Generator, torc
 def vae_step(state, args, step, frames: int, stage: int, lr: float) -> float:
     vae = state["vae"]
     rng, gen = rng_for(args.seed, stage, step)
-    x, _, weight = clips(rng, args.vae_batch, frames, args.size)
+    x, _, weight = clips(args.world, rng, args.vae_batch, frames, args.size)
     x, weight = x.to(args.device), weight.to(args.device)
     with autocast(args):
         z = vae.encode(x).latent_dist.mode()
@@ -160,7 +188,7 @@ def latent_stats(vae, args) -> tuple[torch.Tensor, torch.Tensor]:
     latents = []
     with torch.no_grad():
         for _ in range(8):
-            x, _, _ = clips(rng, 32, args.frames, args.size)
+            x, _, _ = clips(args.world, rng, 32, args.frames, args.size)
             latents.append(vae.encode(x.to(args.device)).latent_dist.mode().float())
     z = torch.cat(latents).transpose(0, 1).flatten(1)
     return z.mean(dim=1), z.std(dim=1)
@@ -177,7 +205,7 @@ def encode_text(pipe, prompts: list[str], device) -> tuple[torch.Tensor, torch.T
 def transformer_step(state, args, step) -> float:
     pipe = state["pipe"]
     rng, gen = rng_for(args.seed, 2, step)
-    x, prompts, _ = clips(rng, args.batch, args.frames, args.size)
+    x, prompts, _ = clips(args.world, rng, args.batch, args.frames, args.size)
     prompts = ["" if drop else p for p, drop in zip(prompts, rng.uniform(size=len(prompts)) < DROP_PROMPT)]
     with torch.no_grad():
         latents = pipe.vae.encode(x.to(args.device)).latent_dist.mode()
@@ -194,7 +222,8 @@ def transformer_step(state, args, step) -> float:
         embeds, mask = encode_text(pipe, prompts, args.device)
         velocity = pipe.transformer(hidden_states=noisy, encoder_hidden_states=embeds, timestep=sigma * 1000,
                                     encoder_attention_mask=mask, num_frames=f, height=h, width=w,
-                                    rope_interpolation_scale=(1 / FRAME_RATE, pipe.vae_spatial_compression_ratio,
+                                    rope_interpolation_scale=(pipe.vae_temporal_compression_ratio / FRAME_RATE,
+                                                              pipe.vae_spatial_compression_ratio,
                                                               pipe.vae_spatial_compression_ratio),
                                     return_dict=False)[0]
     loss = F.mse_loss(velocity.float(), noise - x0)
@@ -239,14 +268,14 @@ def update_ema(state, step: int) -> None:
 def evaluate(pipe, args, count: int = EVAL_PROMPTS, guidance_scale: float = 4.0, steps: int = 16) -> dict:
     """Share of judged attributes right over `count` fixed prompts and seeds (plain CFG, stock pipeline)."""
     rng = np.random.default_rng([args.seed, 3])
-    prompts = [scenes.random_scene(rng).prompt for _ in range(count)]
-    right = dict.fromkeys([*ATTRIBUTES, "all"], 0)
+    prompts = [args.world.random_scene(rng).prompt for _ in range(count)]
+    right = dict.fromkeys([*args.world.attributes, "all"], 0)
     for index, prompt in enumerate(prompts):
         frames = pipe(prompt, negative_prompt="", num_frames=args.frames, height=args.size, width=args.size,
                       num_inference_steps=steps, guidance_scale=guidance_scale, output_type="np",
                       generator=torch.Generator().manual_seed(index)).frames[0]
-        verdict = judge((np.clip(frames, 0, 1) * 255).round().astype(np.uint8), prompt)
-        for name in ATTRIBUTES:
+        verdict = args.world.judge((np.clip(frames, 0, 1) * 255).round().astype(np.uint8), prompt)
+        for name in args.world.attributes:
             right[name] += verdict[f"{name}_ok"]
         right["all"] += verdict["all_ok"]
     return {k: round(v / count, 3) for k, v in right.items()}
@@ -254,7 +283,7 @@ def evaluate(pipe, args, count: int = EVAL_PROMPTS, guidance_scale: float = 4.0,
 
 def ema_pipeline(state, args):
     pipe = copy.copy(state["pipe"])
-    pipe.register_modules(**state["ema"], scheduler=model.scheduler(args.shift))
+    pipe.register_modules(**state["ema"], scheduler=args.world.model.scheduler(args.shift))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -264,8 +293,9 @@ def new_state(args) -> dict:
     from diffusers import LTXPipeline
 
     torch.manual_seed(args.seed)
-    pipe = LTXPipeline(**model.components(model.SIZES[args.sizes])).to(args.device)
-    zero_context_taps(pipe.vae)
+    pipe = LTXPipeline(**args.world.model.components(args.world.model.SIZES[args.sizes])).to(args.device)
+    if args.patch_steps:
+        zero_context_taps(pipe.vae)
     state = {"pipe": pipe, "vae": pipe.vae, "seconds": 0.0, "commands": []}
     start_vae_stage(state, args, STAGES[0])
     return state
@@ -323,28 +353,34 @@ def save_pipeline(state, args, evaluation: dict | None) -> Path:
     import diffusers
 
     out = Path(args.out)
+    fresh, old = out.with_name(out.name + ".partial"), out.with_name(out.name + ".old")
+    shutil.rmtree(fresh, ignore_errors=True)
     pipe = ema_pipeline(state, args)
     pipe.register_modules(**{name: copy.deepcopy(getattr(pipe, name)).half()
                              for name in ("transformer", "text_encoder", "vae")})
-    pipe.save_pretrained(out, safe_serialization=True)  # fp16 weights: half the size, loaded in any dtype
+    pipe.save_pretrained(fresh, safe_serialization=True)  # fp16 weights: half the size, loaded in any dtype
     record = {
         "commands": state["commands"],
-        "sizes": model.describe(model.SIZES[args.sizes]),
+        "sizes": args.world.model.describe(args.world.model.SIZES[args.sizes]),
         "frames": args.frames, "height": args.size, "width": args.size, "frame_rate": FRAME_RATE,
         "vae_steps": args.vae_steps, "transformer_steps": state["step"], "batch": args.batch,
         "device": str(args.device), "threads": torch.get_num_threads(), "train_seconds": round(state["seconds"]),
         "evaluation": evaluation,
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__},
     }
-    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    (fresh / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(fresh, out)
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 
-def main(argv=None) -> int:
+def main(argv=None, world: World = SHAPES) -> int:
     from tqdm.auto import tqdm
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+    args = parse_args(argv, world)
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(args.work or f"{args.out}.work")
@@ -353,7 +389,7 @@ def main(argv=None) -> int:
     state = new_state(args)
     if checkpoint.exists():
         load_checkpoint(state, args, checkpoint)
-    command = "python -m stg.shapes.train " + " ".join(argv)
+    command = f"{world.program} " + " ".join(argv)
     if not state["commands"] or state["commands"][-1]["command"] != command:
         state["commands"].append({"command": command, "from": f"{state['stage']} step {state['step']}"})
     evaluation = None
@@ -381,6 +417,8 @@ def main(argv=None) -> int:
                 log_file.flush()
                 if state["step"] % args.save_every == 0 or state["step"] == total:
                     save_checkpoint(state, checkpoint)
+                    if stage == "transformer" and state["step"] < total:
+                        save_pipeline(state, args, evaluation)
             bar.close()
             if stage != STAGES[-1]:
                 state["step"] = 0

@@ -1,12 +1,13 @@
 """Component factories of the tiny LTX-2: video and sound in one transformer with its own STG, Gemma 3 read through
-text connectors, a video VAE, an audio VAE and a vocoder."""
+text connectors, a video VAE, an audio VAE and a vocoder; and of the tiny LTX-2.5, the same classes with Gemma 4,
+LTX-2.5's gated attention and a duration head."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Any, Callable
 
-from .components import _diffusers, _heads, _hf, ltx
+from .components import _diffusers, _flow_match, _heads, _hf, ltx
 from .tokenizers import GEMMA_TOKENS, gemma_tokenizer, gemma_vocab
 
 # The connectors read every hidden state of Gemma 3 (caption width x (layers + 1)); a tiny SigLIP tower completes
@@ -109,3 +110,42 @@ def ltx2(knobs: dict) -> dict[str, Callable[[], Any]]:
         "text_encoder": _gemma3_encoder,
         "tokenizer": gemma_tokenizer,
     }
+
+
+def _gemma4_encoder():
+    """Gemma 4 (`gemma4_unified`, as LTX-2.5 ships it) over the tiny Gemma vocabulary, with a tiny vision tower; its
+    image, video and audio token ids stay outside the vocabulary, so text never reads as one."""
+    ids = gemma_vocab()[0]
+    text = dict(_GEMMA, vocab_size=len(ids), pad_token_id=ids["<pad>"], eos_token_id=ids["<eos>"],
+                bos_token_id=ids["<bos>"], global_head_dim=_GEMMA["head_dim"], sliding_window=16,
+                layer_types=["sliding_attention", "full_attention"])
+    vision = dict(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                  mm_embed_dim=8, output_proj_dims=_GEMMA["hidden_size"])
+    return _hf("Gemma4UnifiedForConditionalGeneration", "Gemma4UnifiedConfig", text_config=text,
+               vision_config=vision, audio_config=None)
+
+
+def ltx25(knobs: dict) -> dict[str, Callable[[], Any]]:
+    """LTX-2.5 as diffusers converts it (scripts/convert_ltx2_to_diffusers.py, version "2.5"): gated attention and
+    cross-attention modulation in both streams, no video feed-forward bias, per-modality connector projections; a
+    Gemma 4 text encoder; a duration head over the connectors' outputs; and the scheduler of its distilled
+    transformer, which takes the distilled sigmas as given (no dynamic or terminal shift)."""
+    parts = ltx2(knobs)
+    caption = _GEMMA["hidden_size"]
+    video_width = audio_width = caption  # the connectors' outputs: heads x head dimension, as in ltx2()
+    stream = dict(gated_attn=True, cross_attn_mod=True, audio_gated_attn=True, audio_cross_attn_mod=True,
+                  ff_bias=False)
+    connectors = dict(video_gated_attn=True, audio_gated_attn=True, per_modality_projections=True,
+                      video_hidden_dim=video_width, audio_hidden_dim=audio_width, proj_bias=True)
+    for name, extra in (("transformer", stream), ("connectors", connectors)):
+        factory = parts[name]
+        parts[name] = partial(factory.func, *factory.args, **{**factory.keywords, **extra})
+    parts.update(
+        text_encoder=_gemma4_encoder,
+        duration_head=partial(_diffusers, "pipelines.ltx2.LTX2DurationHead", video_cross_attention_dim=video_width,
+                              audio_cross_attention_dim=audio_width, pooler_hidden_dim=16, num_pooler_heads=2,
+                              mlp_hidden_dim=16),
+        scheduler=_flow_match(use_dynamic_shifting=False, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
+                              max_image_seq_len=4096, shift_terminal=None),
+    )
+    return parts

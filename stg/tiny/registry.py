@@ -16,9 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..pipelines import pipeline_class
 from .components import cogvideox, hunyuan_video, ltx, mochi, wan, wan22, wan22_ti2v, wan_i2v
 from .hunyuan_video15 import hunyuan_video15
-from .ltx2 import ltx2
+from .ltx2 import ltx2, ltx25
+from .opensora import opensora
+from .svd import svd
 
 # Bump when a config in components.py changes, so that `cached` folders made before are not reused.
 _FORMAT = 2
@@ -74,6 +77,7 @@ TINY_PIPELINES: dict[str, TinyPipeline] = {
         {"num_frames": 9, "height": 64, "width": 64},
         also_loads_as=("LTX2ImageToVideoPipeline",),
     ),
+    "ltx2.5": TinyPipeline("LTX2Pipeline", ltx25, {"num_frames": 9, "height": 64, "width": 64}),
     # Wan 2.2 A14B's boundaries; with the tiny scheduler, step 0 of 2 or 3 is the high-noise expert's.
     "wan2.2": TinyPipeline(
         "WanPipeline", wan22, {"num_frames": 5, "height": 16, "width": 16}, config={"boundary_ratio": 0.875}
@@ -96,6 +100,16 @@ TINY_PIPELINES: dict[str, TinyPipeline] = {
         "HunyuanVideo15ImageToVideoPipeline",
         partial(hunyuan_video15, i2v=True),
         {"num_frames": 5, "height": 32, "width": 32},
+        image=True,
+    ),
+    # Open-Sora 1.2's timestep transform needs 17 frames or more (5 latent frames per 17).
+    "open-sora": TinyPipeline("OpenSoraPipeline", opensora, {"num_frames": 17, "height": 32, "width": 32}),
+    # SVD's UNet layout is fixed (16 layers of each kind); 64 px is one 8x8 latent, halved three times by the UNet.
+    "svd": TinyPipeline(
+        "StableVideoDiffusionPipeline",
+        svd,
+        {"num_frames": 4, "height": 64, "width": 64},
+        knobs={"num_layers": 16, "width": 32, "heads": 2, "num_frames": 4},
         image=True,
     ),
 }
@@ -142,14 +156,12 @@ def build(name: str, folder: str | os.PathLike, **overrides) -> pathlib.Path:
     torch.manual_seed(0) runs before each component, so a build is bitwise reproducible and a
     component's weights do not depend on the components built before it.
     """
-    import diffusers
-
     folder = pathlib.Path(folder)
     components = {}
     for part, factory in _factories(name, overrides).items():
         torch.manual_seed(0)
         components[part] = factory()
-    pipe = getattr(diffusers, _spec(name).pipeline)(**components, **_spec(name).config)
+    pipe = pipeline_class(_spec(name).pipeline)(**components, **_spec(name).config)
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -218,10 +230,8 @@ def stock_call_kwargs(name: str, steps: int = 2, seed: int = 0, **extra) -> dict
     those the pipeline takes are given (HunyuanVideo 1.5 sets its CFG scale in its guider, and its
     image-to-video size follows the image).
     """
-    import diffusers
-
     spec = _spec(name)
-    takes = inspect.signature(getattr(diffusers, spec.pipeline).__call__).parameters
+    takes = inspect.signature(pipeline_class(spec.pipeline).__call__).parameters
     kwargs: dict[str, Any] = dict(
         prompt="a red fox",
         negative_prompt="blurry",

@@ -1,0 +1,62 @@
+"""The lab model's components: an LTX-Video pipeline whose autoencoder compresses hard, so that a clip is few tokens.
+
+The VAE cuts 4x4 pixel patches and then halves space and time twice (`LTXVideoDownBlock3D` with spatio-temporal
+scaling): 16x in space and 4x in time, so 17 frames of 64x64 are 5 latent frames of 4x4, 80 tokens. The text encoder,
+tokenizer (over the lab grammar's words), transformer and scheduler are the shapes model's, at the lab's sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..shapes import model as shapes_model
+from .world import VOCABULARY
+
+SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "lab"  # the trained pipeline, in the repository
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The knobs of one model size; `FULL` is the shipped model, `TEST` what the tests train in seconds."""
+
+    width: int = 128  # transformer inner dim
+    heads: int = 4
+    layers: int = 8
+    latent: int = 48  # latent channels per token (16x16 pixels, 4 frames)
+    vae_widths: tuple[int, int] = (32, 64)  # VAE channels after the 4x4 patches, and after the first halving
+    vae_layers: tuple[int, int, int] = (1, 1, 1)  # resnets per block and in the mid block, encoder and decoder alike
+    text_width: int = 64
+    text_layers: int = 2
+    patch: int = 4  # pixels per side of the VAE's input patches; two halvings follow
+
+
+FULL = Sizes()
+TEST = Sizes(width=32, heads=2, layers=2, latent=8, vae_widths=(8, 16), text_width=16, text_layers=1)
+SIZES = {"full": FULL, "test": TEST}
+
+
+def vae(sizes: Sizes):
+    from diffusers import AutoencoderKLLTXVideo
+
+    return AutoencoderKLLTXVideo(
+        latent_channels=sizes.latent, patch_size=sizes.patch, patch_size_t=1,
+        block_out_channels=sizes.vae_widths, decoder_block_out_channels=sizes.vae_widths,
+        down_block_types=("LTXVideoDownBlock3D",) * 2, layers_per_block=sizes.vae_layers,
+        decoder_layers_per_block=sizes.vae_layers, spatio_temporal_scaling=(True, True),
+        decoder_spatio_temporal_scaling=(True, True), decoder_inject_noise=(False,) * 3,
+        upsample_residual=(False, False), upsample_factor=(1, 1), timestep_conditioning=False)
+
+
+def components(sizes: Sizes) -> dict:
+    """Fresh components (random weights) of an `LTXPipeline`."""
+    tok = shapes_model.tokenizer(VOCABULARY)
+    return {"tokenizer": tok, "text_encoder": shapes_model.text_encoder(sizes, len(tok)), "vae": vae(sizes),
+            "transformer": shapes_model.transformer(sizes), "scheduler": shapes_model.scheduler()}
+
+
+def describe(sizes: Sizes) -> dict:
+    return asdict(sizes)
+
+
+scheduler = shapes_model.scheduler

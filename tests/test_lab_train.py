@@ -1,0 +1,72 @@
+"""The lab model's training, end to end at test sizes: the loss falls, a resumed run repeats a straight one exactly,
+and the saved folder loads and generates at the lab's size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from stg.lab import train
+from trained_worlds import losses
+from trained_worlds import train as run_training
+
+ARGS = ["--sizes", "test", "--vae-batch", "8", "--batch", "4", "--vae-steps", "30", "--eval-every", "0",
+        "--save-every", "10", "--threads", "1", "--warmup", "5", "--vae-warmup", "5", "--lr", "2e-3",
+        "--context-lr", "3e-3"]
+
+
+def _run(out: Path, steps: int) -> Path:
+    return run_training(train, out, steps, ARGS)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return _run(tmp_path_factory.mktemp("straight") / "pipe", 40)
+
+
+def test_losses_fall(trained):
+    vae, transformer = losses(trained, "vae"), losses(trained, "transformer")
+    assert (len(losses(trained, "patch")), len(vae), len(transformer)) == (0, 30, 40)
+    assert vae[-10:].mean() < 0.9 * vae[:10].mean()
+    assert transformer[-10:].mean() < 0.8 * transformer[:10].mean()
+
+
+def test_resumed_run_equals_a_straight_one(trained, tmp_path):
+    resumed = _run(tmp_path / "pipe", 20)
+    _run(resumed, 40)  # same folder: picks up the checkpoint at step 20
+    for part in ("transformer", "text_encoder", "vae"):
+        name = "diffusion_pytorch_model.safetensors" if part != "text_encoder" else "model.safetensors"
+        a, b = load_file(trained / part / name), load_file(resumed / part / name)
+        assert a.keys() == b.keys() and all((a[key] == b[key]).all() for key in a), part
+    np.testing.assert_array_equal(losses(trained, "transformer"), losses(resumed, "transformer"))
+    commands = json.loads((resumed / "training.json").read_text())["commands"]
+    assert [c["from"] for c in commands] == ["patch step 0", "transformer step 20"]
+    assert all(c["command"].startswith("python -m stg.lab.train ") for c in commands)
+
+
+def test_saved_folder_generates_at_the_lab_size(trained):
+    import stg
+
+    vae = json.loads((trained / "vae" / "config.json").read_text())
+    assert vae["patch_size"] * 2 ** sum(vae["spatio_temporal_scaling"]) == 16  # 16x space, 4x time
+    assert 2 ** sum(vae["spatio_temporal_scaling"]) == 4
+    backend = stg.Backend.load(str(trained))
+    video = backend.generate("two small red squares bouncing quickly on a striped grey background", stg.Guidance(3.0),
+                             steps=2, num_frames=17, height=64, width=64)
+    assert video.frames.shape == (17, 64, 64, 3)
+
+
+def test_the_lab_preset_loads_the_shipped_folder_offline():
+    import stg
+    from stg.lab.model import SHIPPED
+
+    backend = stg.Backend.load("lab")
+    assert Path(backend.preset.source) == SHIPPED and backend.preset.figures == ("video", "lab")
+    video = backend.generate("a large red circle moving right quickly on a plain black background", stg.Guidance(4.0),
+                             steps=2)
+    assert video.frames.shape == (17, 64, 64, 3)
+    assert "lab model never saw 'purple'" in backend.preset.prompt_note("a purple circle")
