@@ -120,7 +120,8 @@ class Backend:
                 family.prepare_transformer(transformer)
             for kind, spec in family.layer_kinds.items():
                 install(transformer, spec, kind)
-            cache.install(transformer, family.blocks)  # after the perturbation's hooks: outside them
+            if family.shared_prefix:  # a step cache skips one stack of blocks: layers that interleave are none
+                cache.install(transformer, family.blocks)  # after the perturbation's hooks: outside them
 
     @classmethod
     def load(cls, model: str, device=None, dtype=None, *, pipeline: str | None = None, offload: bool = False,
@@ -202,6 +203,9 @@ class Backend:
         if (isinstance(cache, bool) or not isinstance(cache, (int, float, np.integer, np.floating))
                 or not math.isfinite(cache) or not low <= cache <= high):
             raise ValueError(f"cache must be a finite number in [{low:g}, {high:g}], got {cache!r}")
+        if cache > 0 and not self.family.shared_prefix:
+            raise ValueError(f"cache must be 0 on {self.family.name}: its spatial and temporal layers interleave, "
+                             "so no stack of blocks can be skipped as one")
         given = dict(steps=steps, num_frames=num_frames, height=height, width=width)
         sizes = {name: _check_int(name, self.preset.defaults[name] if value is None else value,
                                   *self.preset.bounds(name)) for name, value in given.items()}
@@ -372,8 +376,8 @@ class Backend:
         candidates = [replace(candidate, stg_blocks=(block,) if spatial else (),
                               stg_scale=candidate.stg_scale * spatial, temporal_stg_blocks=(block,) if temporal else (),
                               temporal_stg_scale=candidate.temporal_stg_scale * temporal) for block in blocks]
-        for field, depth in (("stg_blocks", self.depth), ("temporal_stg_blocks", self.temporal_depth or self.depth)):
-            replace(candidate, **{field: blocks}).check_depth(depth, field)
+        for name, depth in (("stg_blocks", self.depth), ("temporal_stg_blocks", self.temporal_depth or self.depth)):
+            replace(candidate, **{name: blocks}).check_depth(depth, name)
         return [reference] + candidates
 
     def candidate_blocks(self, count: int = SWEEP_CANDIDATES) -> list[int]:

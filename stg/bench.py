@@ -1,6 +1,7 @@
 """Benchmark: what STG costs per denoising step, next to its compute floor.
 
     python -m stg.bench                                   # CPU, transformer-heavy tiny LTX (12 blocks, width 128, STG at 9)
+    python -m stg.bench --config shapes                   # CPU, the trained shapes model at its preset's size and recipe
     python -m stg.bench --config ltx-video-2b --device cuda   # the real LTX-Video 2B transformer, random weights, bf16
 
 Ratios are measured in one run, configurations interleaved, medians over repeats after a warm-up. Prints a
@@ -19,12 +20,13 @@ import torch
 from diffusers import LTXVideoTransformer3DModel
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import Backend, Guidance, tiny
+from . import Backend, Guidance, presets, tiny
 from .denoiser import GuidedDenoiser, Progress, passes_per_step
 from .families import FAMILIES
 from .perturb import install
 
 PROMPT = "a red fox runs through fresh snow in a pine forest"
+TRAINED = ("shapes", "lab")  # the offline models trained here
 LTX_2B = dict(
     in_channels=128, out_channels=128, patch_size=1, patch_size_t=1, num_attention_heads=32, attention_head_dim=64,
     cross_attention_dim=2048, num_layers=28, caption_channels=4096, qk_norm="rms_norm_across_heads",
@@ -62,33 +64,43 @@ def _step_times(call) -> list[float]:
 
 
 def cpu_pipeline(args) -> dict:
-    """Whole-pipeline step times through the backend, and the stock diffusers pipeline for the overhead."""
-    folder = tiny.cached("ltx", num_layers=args.layers or 12, width=args.width)
-    backend = Backend.load(str(folder), device=args.device)
-    stock = type(backend.pipe).from_pretrained(folder).to(args.device)
+    """Whole-pipeline step times through the backend, and the stock diffusers pipeline for the overhead: on the
+    transformer-heavy tiny LTX (random weights, STG-A at 3/4 of the depth), or on a trained offline model (its
+    preset's prompt, size, steps and recipe)."""
+    if args.config == "tiny-heavy":
+        folder = tiny.cached("ltx", num_layers=args.layers or 12, width=args.width)
+        backend = Backend.load(str(folder), device=args.device)
+        prompt, w = PROMPT, 3.0
+        block = args.block if args.block is not None else backend.depth * 3 // 4
+        stg = Guidance(w, 1.0, "stg-a", [block])
+    else:
+        backend = Backend.load(args.config, device=args.device)
+        folder, defaults = backend.preset.source, backend.preset.defaults
+        prompt, w = backend.preset.examples[0], defaults["cfg_scale"]
+        block = args.block if args.block is not None else defaults["stg_blocks"][0]
+        stg = Guidance(w, defaults["stg_scale"], defaults["stg_mode"], [block], defaults["rescale"])
+    stock = type(backend.pipe).from_pretrained(folder, torch_dtype=backend.dtype).to(args.device)
     for pipe in (backend.pipe, stock):
         pipe.set_progress_bar_config(disable=True)
-    block = args.block if args.block is not None else backend.depth * 3 // 4
     size = dict(num_frames=args.frames, height=args.height, width=args.width_px, steps=args.steps)
-    cfg = Guidance(3.0)
-    stg = Guidance(3.0, 1.0, "stg-a", [block])
+    cfg = Guidance(w)
 
     def through_backend(guidances, **speed):
-        return lambda: _step_times(lambda cb: backend.run(PROMPT, guidances, callback=cb, **size, **speed))
+        return lambda: _step_times(lambda cb: backend.run(prompt, guidances, callback=cb, **size, **speed))
 
     forwards = {}
 
     def cached(level):
         """A whole comparison's mean step (cached steps differ from one another), and the forwards it ran."""
         def call(cb):
-            forwards[level] = [v.settings["forwards"] for v in backend.run(PROMPT, [cfg, stg], callback=cb,
+            forwards[level] = [v.settings["forwards"] for v in backend.run(prompt, [cfg, stg], callback=cb,
                                                                             cache=level, **size)]
         return lambda: [statistics.mean(_step_times(call))]
 
     def stock_run():
         def call(cb):
-            stock(PROMPT, num_inference_steps=args.steps, num_frames=args.frames, height=args.height, width=args.width_px,
-                  guidance_scale=3.0, generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
+            stock(prompt, num_inference_steps=args.steps, num_frames=args.frames, height=args.height,
+                  width=args.width_px, guidance_scale=w, generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
                   callback_on_step_end=lambda *a: (cb(), {})[1])
         return _step_times(call)
 
@@ -262,7 +274,9 @@ def print_table(result: dict) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m stg.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=["tiny-heavy", "ltx-video-2b"], default="tiny-heavy")
+    parser.add_argument("--config", choices=["tiny-heavy", *TRAINED, "ltx-video-2b"], default="tiny-heavy",
+                        help="the transformer-heavy tiny LTX, a trained offline model (at its preset's size, steps and "
+                             "recipe), or the LTX-Video 2B transformer alone")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--layers", type=int, help="transformer blocks (default: 12 tiny, 28 for LTX-Video 2B)")
     parser.add_argument("--width", type=int, default=128, help="tiny transformer inner dim")
@@ -270,15 +284,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--frames", type=int)
     parser.add_argument("--height", type=int)
     parser.add_argument("--width-px", type=int, dest="width_px")
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, help="denoising steps (default: 6; a trained model's preset's)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cache", type=float, nargs="*", default=[0.05, 0.1, 0.2], metavar="T",
-                        help="step cache thresholds to time the comparison at (tiny-heavy only; none: leave it out)")
+                        help="step cache thresholds to time the comparison at (not on ltx-video-2b; none: leave it out)")
     args = parser.parse_args(argv)
     real = args.config == "ltx-video-2b"
-    args.frames = args.frames or (121 if real else 25)
-    args.height = args.height or (512 if real else 384)
-    args.width_px = args.width_px or (768 if real else 384)
+    defaults = dict(steps=6, num_frames=121 if real else 25, height=512 if real else 384, width=768 if real else 384)
+    if args.config in TRAINED:
+        defaults = presets.get(args.config).defaults
+    args.steps = args.steps or defaults["steps"]
+    args.frames = args.frames or defaults["num_frames"]
+    args.height = args.height or defaults["height"]
+    args.width_px = args.width_px or defaults["width"]
     result = transformer_steps(args) if real else cpu_pipeline(args)
     print_table(result)
     print(json.dumps(result))

@@ -30,7 +30,7 @@ os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(_GRADIO_TMP, "examples")
 SMALL = dict(steps=2, num_frames=9, height=32, width=64)
 # The HTTP API's parameters, in order: /compare's; /generate has no CFG panel; /sweep tries candidate blocks.
 COMPARE_PARAMETERS = [
-    "prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "fps",
+    "prompt", "negative_prompt", "image", "seed", "steps", "num_frames", "height", "width", "cache", "fps",
     "cfg_scale", "cfg_rescale",
     "stg_cfg_scale", "stg_scale", "stg_mode", "stg_blocks", "rescale", "temporal_stg_scale", "temporal_stg_blocks",
     "stg_window_start", "stg_window_end",

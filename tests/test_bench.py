@@ -18,8 +18,9 @@ def test_floor_of_ltx_video_at_block_19():
     [
         ["--layers", "4", "--block", "3", "--frames", "9", "--height", "32", "--width-px", "32"],
         ["--config", "ltx-video-2b", "--layers", "2", "--block", "1", "--frames", "9", "--height", "32", "--width-px", "32"],
+        ["--config", "shapes", "--cache", "0.1"],
     ],
-    ids=["tiny-pipeline", "ltx-2b-transformer"],
+    ids=["tiny-pipeline", "ltx-2b-transformer", "shapes"],
 )
 def test_benchmark_prints_table_and_json(argv, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("STG_CACHE", str(tmp_path))
@@ -32,3 +33,8 @@ def test_benchmark_prints_table_and_json(argv, capsys, monkeypatch, tmp_path):
     assert result["floors"] == bench.floors(result["depth"], result["stg_block"])
     for name, ratio in result["ratios"].items():
         assert result["over_floor"][name] == pytest.approx(ratio / result["floors"][name] - 1)
+    if "--cache" in argv:  # the trained model, at its preset's size: the cached comparison beside the others
+        figures = result["cache"]["0.1"]
+        assert (result["frames"], result["height"], result["width"]) == (9, 32, 32)
+        assert figures["over_uncached"] > 0 and 0 < figures["floor_over_uncached"] <= 1
+        assert set(figures["forwards"]) == {"uncond", "cond", "perturbed"}

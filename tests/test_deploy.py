@@ -99,8 +99,10 @@ def test_tiny_model_runs_on_half_a_card_for_its_estimated_seconds(zero_gpu, tiny
     assert len(zero_gpu.decorated) == 1 and len(zero_gpu.calls) == 2
 
 
-def test_an_image_to_video_model_gets_its_size_at_start(zero_gpu):
-    backend = stg.Backend.load("tiny-i2v")
+@pytest.mark.parametrize("model", ["tiny-i2v", "tiny-svd", "tiny-open-sora"])
+def test_every_kind_of_model_gets_its_size_at_start(zero_gpu, model):
+    """From an image, from an image alone (no prompt), from text with factorized attention."""
+    backend = stg.Backend.load(model)
     gpu.register(backend)
     assert gpu.SIZES[id(backend)] == "large" and [d["size"] for d in zero_gpu.decorated] == ["large"]
 

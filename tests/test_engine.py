@@ -12,6 +12,7 @@ import pytest
 import torch
 from diffusers.hooks.layer_skip import AttentionScoreSkipFunctionMode
 from PIL import Image
+from faults import fail_then_cancel, in_two_threads
 from tiny_cases import (  # noqa: F401
     AUDIO_TOLERANCE, BY_ID, CASE_IDS, CASES, NEGATIVE, PROMPT, SEED, Case, assert_frames_close, assert_same_video,
     cfg_scale, folders, loaded, request, stock_call,
@@ -269,19 +270,9 @@ def test_no_state_leaks_between_requests(case, loaded):
         if len(calls) == 2:
             raise RuntimeError("fault injected in block 2")
 
-    handle = block.register_forward_pre_hook(fault, with_kwargs=True)
-    try:
-        with pytest.raises(RuntimeError, match="fault injected"):
-            backend.generate(PROMPT, stg_guidance, **options)
-    finally:
-        handle.remove()
-
-    def stop(step, total):
-        if step == 2:
-            raise stg.Cancelled()
-
-    with pytest.raises(stg.Cancelled):
-        backend.compare(PROMPT, plain_guidance, stg_guidance, callback=stop, **options)
+    fail_then_cancel(block.register_forward_pre_hook(fault, with_kwargs=True),
+                     lambda: backend.generate(PROMPT, stg_guidance, **options),
+                     lambda stop: backend.compare(PROMPT, plain_guidance, stg_guidance, callback=stop, **options))
 
     for got, expected in zip(outputs(backend.generate(PROMPT, plain_guidance, **options)), before):
         np.testing.assert_array_equal(got, expected)
@@ -297,22 +288,7 @@ def test_two_threads_get_what_serial_calls_get(case, loaded):
     w = cfg_scale(case)
     settings = [stg.Guidance(w, 1.0, "stg-a", [1]), stg.Guidance(w + 1, 2.0, "stg-r", [2, 3], rescale=0.7, **extras)]
     serial = [outputs(backend.generate(PROMPT, g, **options)) for g in settings]
-    results, errors, barrier = [None, None], [], threading.Barrier(2)
-
-    def worker(i):
-        try:
-            barrier.wait()
-            for _ in range(2):
-                results[i] = outputs(backend.generate(PROMPT, settings[i], **options))
-        except Exception as error:  # surfaced below
-            errors.append(error)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = in_two_threads(lambda i: outputs(backend.generate(PROMPT, settings[i], **options)))
     for got, expected in zip(results, serial):
         for a, b in zip(got, expected):
             np.testing.assert_array_equal(a, b)

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from safetensors.torch import load_file
 
 from stg.lab import train
-from trained_worlds import losses
+from trained_worlds import assert_resuming_repeats, losses
 from trained_worlds import train as run_training
 
 ARGS = ["--sizes", "test", "--vae-batch", "8", "--batch", "4", "--vae-steps", "30", "--eval-every", "0",
@@ -36,14 +34,7 @@ def test_losses_fall(trained):
 
 
 def test_resumed_run_equals_a_straight_one(trained, tmp_path):
-    resumed = _run(tmp_path / "pipe", 20)
-    _run(resumed, 40)  # same folder: picks up the checkpoint at step 20
-    for part in ("transformer", "text_encoder", "vae"):
-        name = "diffusion_pytorch_model.safetensors" if part != "text_encoder" else "model.safetensors"
-        a, b = load_file(trained / part / name), load_file(resumed / part / name)
-        assert a.keys() == b.keys() and all((a[key] == b[key]).all() for key in a), part
-    np.testing.assert_array_equal(losses(trained, "transformer"), losses(resumed, "transformer"))
-    commands = json.loads((resumed / "training.json").read_text())["commands"]
+    commands = assert_resuming_repeats(train, trained, tmp_path / "pipe", 40, ARGS)
     assert [c["from"] for c in commands] == ["patch step 0", "transformer step 20"]
     assert all(c["command"].startswith("python -m stg.lab.train ") for c in commands)
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
+from factorized import every_pass_mode_and_rescale, guided
 
 import stg
 from stg import families, tiny
@@ -124,16 +125,13 @@ class PlainReference(torch.nn.Module):
         g, model = self.g, self.transformer
         run = lambda text: model(encoder_hidden_states=text, **inputs).sample  # noqa: E731
         eps_c, eps_u = run(encoder_hidden_states), run(self.null)
-        eps = eps_u + g.cfg_scale * (eps_c - eps_u)
+        passes = []
         for scale, blocks, stack in [(g.stg_scale, g.stg_blocks, model.spatial_blocks),
                                      (g.temporal_stg_scale, g.temporal_stg_blocks, model.temporal_blocks)]:
             if scale:
                 with perturbed([stack[k] for k in blocks], g.stg_mode):
-                    eps = eps + scale * (eps_c - run(encoder_hidden_states))
-        if g.rescale:
-            factor = eps_c.std() / eps.std()
-            eps = eps * (g.rescale * factor + (1 - g.rescale))
-        return (eps,)
+                    passes.append((scale, run(encoder_hidden_states)))
+        return (guided(eps_u, eps_c, g.cfg_scale, passes, g.rescale),)
 
 
 def reference_latents(stock, guidance: stg.Guidance) -> torch.Tensor:
@@ -148,9 +146,7 @@ PASSES = {"spatial": dict(stg_scale=1.0, stg_blocks=[1]),
           "both": dict(stg_scale=1.0, stg_blocks=[1], temporal_stg_scale=0.5, temporal_stg_blocks=[0, 3])}
 
 
-@pytest.mark.parametrize("rescale", [0.0, 0.7])
-@pytest.mark.parametrize("mode", ["stg-a", "stg-r"])
-@pytest.mark.parametrize("passes", PASSES)
+@every_pass_mode_and_rescale(PASSES)
 def test_stg_equals_the_plain_reference(opensora, passes, mode, rescale):
     backend, stock = opensora
     guidance = stg.Guidance(4.0, stg_mode=mode, rescale=rescale, **PASSES[passes])
@@ -178,3 +174,14 @@ def test_block_explorer_sweeps_either_kind(opensora, layers):
     assert len(videos) == 3
     for video in videos[1:]:
         assert np.abs(video.frames.astype(float) - videos[0].frames).max() > 0
+
+
+def test_a_step_cache_is_refused_by_name(opensora):
+    """Its spatial and temporal blocks interleave: no stack of them can be skipped as one, so `cache` is refused
+    before any work, and no block carries a cache hook."""
+    backend, _ = opensora
+    with pytest.raises(ValueError, match="cache must be 0 on open-sora: its spatial and temporal layers interleave"):
+        backend.generate(PROMPT, stg.Guidance(4.0), seed=SEED, steps=2, cache=0.1, **SIZE)
+    blocks = backend.pipe.transformer.spatial_blocks
+    assert all(getattr(b, "_diffusers_hook", None) is None or b._diffusers_hook.get_hook("stg_step_cache") is None
+               for b in blocks)

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from safetensors.torch import load_file
 
 from stg.shapes import train
-from trained_worlds import losses
+from trained_worlds import assert_resuming_repeats, losses
 from trained_worlds import train as run_training
 
 ARGS = ["--sizes", "test", "--size", "32", "--vae-batch", "8", "--batch", "4", "--patch-steps", "120", "--vae-steps", "10",
@@ -36,16 +34,7 @@ def test_losses_fall(trained):
 
 
 def test_resumed_run_equals_a_straight_one(trained, tmp_path):
-    resumed = _run(tmp_path / "pipe", 30)
-    _run(resumed, 60)  # same folder: picks up the checkpoint at step 30
-    for part in ("transformer", "text_encoder", "vae"):
-        name = "diffusion_pytorch_model.safetensors" if part != "text_encoder" else "model.safetensors"
-        a, b = load_file(trained / part / name), load_file(resumed / part / name)
-        assert a.keys() == b.keys()
-        for key in a:
-            assert (a[key] == b[key]).all(), f"{part}.{key}"
-    np.testing.assert_array_equal(losses(trained, "transformer"), losses(resumed, "transformer"))
-    commands = json.loads((resumed / "training.json").read_text())["commands"]
+    commands = assert_resuming_repeats(train, trained, tmp_path / "pipe", 60, ARGS)
     assert [c["from"] for c in commands] == ["patch step 0", "transformer step 30"]
     assert [c["command"].split("--steps ")[1].split()[0] for c in commands] == ["30", "60"]
 

@@ -145,14 +145,15 @@ def register(backend: Backend) -> None:
 
 def default_comparison(backend: Backend) -> Request:
     """The official comparison at the preset's defaults: what a model must fit to be served (an image-to-video model
-    gets a blank image of the default size, which changes nothing of the work)."""
+    gets a blank image of the default size, and a model that takes no text no prompt: neither changes the work)."""
     from PIL import Image
 
     from stg import inputs
 
     size = (backend.preset.defaults["width"], backend.preset.defaults["height"])
     image = Image.new("RGB", size) if backend.image_to_video else None
-    return inputs.task(backend, inputs.COMMANDS["compare"], {"prompt": "a", "image": image}).request
+    prompt = "a" if backend.family.takes_prompt else ""
+    return inputs.task(backend, inputs.COMMANDS["compare"], {"prompt": prompt, "image": image}).request
 
 
 def needed_bytes(footprint: Footprint, request: Request) -> int:

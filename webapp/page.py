@@ -191,12 +191,14 @@ def _stg_settings(ui: Controls, backend: stg.Backend) -> None:
 
 
 def _temporal_controls(ui: Controls, backend: stg.Backend) -> None:
-    """The temporal pass, shown only on a model with factorized attention (elsewhere left out: None, off)."""
-    factorized = backend.temporal_depth is not None
-    ui.add("temporal_stg_scale", visible=factorized)
-    depth = f"0-{backend.temporal_depth - 1}" if factorized else ""
-    ui.add("temporal_stg_blocks", visible=factorized, label=f"Temporal layers ({depth})",
-           info="Comma-separated; empty: the preset's")
+    """The temporal pass, shown only on a model with factorized attention."""
+    if backend.temporal_depth is not None:
+        ui.add("temporal_stg_scale")
+        ui.add("temporal_stg_blocks", label=f"Temporal layers (0-{backend.temporal_depth - 1})",
+               info="Comma-separated; empty: the preset's")
+    else:  # hidden and off, with a value all the same: an example sets every control
+        ui.add("temporal_stg_scale", visible=False, value=0.0)
+        ui.add("temporal_stg_blocks", visible=False, value="")
 
 
 def _explorer_tab(backend: stg.Backend) -> tuple[Controls, dict]:

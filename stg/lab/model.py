@@ -17,18 +17,13 @@ SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "lab"  # the trained 
 
 
 @dataclass(frozen=True)
-class Sizes:
+class Sizes(shapes_model.TransformerSizes):
     """The knobs of one model size; `FULL` is the shipped model, `TEST` what the tests train in seconds."""
 
-    width: int = 128  # transformer inner dim
-    heads: int = 4
-    layers: int = 8
     latent: int = 48  # latent channels per token (16x16 pixels, 4 frames)
+    patch: int = 4  # pixels per side of the VAE's input patches; two halvings follow
     vae_widths: tuple[int, int] = (32, 64)  # VAE channels after the 4x4 patches, and after the first halving
     vae_layers: tuple[int, int, int] = (1, 1, 1)  # resnets per block and in the mid block, encoder and decoder alike
-    text_width: int = 64
-    text_layers: int = 2
-    patch: int = 4  # pixels per side of the VAE's input patches; two halvings follow
 
 
 FULL = Sizes()

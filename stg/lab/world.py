@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..shapes.scenes import COLOURS as SHAPE_COLOURS
-from ..shapes.scenes import DIRECTIONS, SHAPES, Guide, shape_mask
+from ..shapes.scenes import DIRECTIONS, SHAPES, Guide, parsed, shape_mask
 
 COUNTS = {"a": 1, "two": 2}
 SIZES = {"small": (0.16, 0.19), "large": (0.26, 0.30)}  # bounding-box side, fraction of the shorter frame side
@@ -137,16 +137,9 @@ _PARSE = re.compile(
 
 def parse(prompt: str) -> Scene | None:
     """The scene a prompt of the grammar describes (free parts at their defaults); None for any other prompt."""
-    match = _PARSE.fullmatch(prompt or "")
-    if match is None:
-        return None
-    words = {k: v.lower() for k, v in match.groupdict().items()}
-    words["count"] = COUNTS.get(words["count"].replace("an", "a"), 0)
-    try:
-        scene = Scene(**words)
-    except ValueError:
-        return None
-    return scene if scene.prompt == re.sub(r"\s+", " ", prompt.strip().lower().rstrip(".!").strip()) else None
+    count = lambda word: COUNTS.get(word.replace("an", "a"), 0)  # noqa: E731
+    scene = parsed(_PARSE, prompt, lambda words: Scene(**{**words, "count": count(words["count"])}))
+    return scene if scene and scene.prompt == re.sub(r"\s+", " ", prompt.strip().lower().rstrip(".!").strip()) else None
 
 
 def background(scene: Scene, height: int, width: int) -> np.ndarray:

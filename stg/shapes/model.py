@@ -19,19 +19,25 @@ SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "shapes"  # the train
 
 
 @dataclass(frozen=True)
-class Sizes:
-    """The knobs of one model size; `FULL` is the shipped model, `TEST` what the tests train in seconds."""
+class TransformerSizes:
+    """The knobs every grammar-trained model has: its transformer, its text encoder, its latent tokens."""
 
     width: int = 128  # transformer inner dim
     heads: int = 4
     layers: int = 8
     latent: int = 32  # latent channels per 8x8 patch of pixels
-    vae_width: int = 128
-    vae_layers: tuple[int, int] = (1, 1)  # encoder resnets: main block, mid block
-    vae_decoder_layers: tuple[int, int] = (2, 1)  # decoder resnets: mid block, main block
     text_width: int = 64
     text_layers: int = 2
     patch: int = 8  # pixels per latent token side (the VAE's spatial compression)
+
+
+@dataclass(frozen=True)
+class Sizes(TransformerSizes):
+    """The knobs of one model size; `FULL` is the shipped model, `TEST` what the tests train in seconds."""
+
+    vae_width: int = 128
+    vae_layers: tuple[int, int] = (1, 1)  # encoder resnets: main block, mid block
+    vae_decoder_layers: tuple[int, int] = (2, 1)  # decoder resnets: mid block, main block
 
 
 FULL = Sizes()

@@ -97,11 +97,17 @@ _PARSE = re.compile(
 
 def parse(prompt: str) -> Scene | None:
     """The scene a prompt of the grammar describes (placement at its defaults); None for any other prompt."""
-    match = _PARSE.fullmatch(prompt or "")
+    return parsed(_PARSE, prompt, lambda words: Scene(**words))
+
+
+def parsed(pattern: re.Pattern, prompt: str | None, make):
+    """make(words) of a prompt that pattern matches whole (its named groups, lower-cased); None where it does not
+    match or make refuses the words (ValueError)."""
+    match = pattern.fullmatch(prompt or "")
     if match is None:
         return None
     try:
-        return Scene(**{k: v.lower() for k, v in match.groupdict().items()})
+        return make({k: v.lower() for k, v in match.groupdict().items()})
     except ValueError:
         return None
 

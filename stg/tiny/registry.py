@@ -105,13 +105,8 @@ TINY_PIPELINES: dict[str, TinyPipeline] = {
     # Open-Sora 1.2's timestep transform needs 17 frames or more (5 latent frames per 17).
     "open-sora": TinyPipeline("OpenSoraPipeline", opensora, {"num_frames": 17, "height": 32, "width": 32}),
     # SVD's UNet layout is fixed (16 layers of each kind); 64 px is one 8x8 latent, halved three times by the UNet.
-    "svd": TinyPipeline(
-        "StableVideoDiffusionPipeline",
-        svd,
-        {"num_frames": 4, "height": 64, "width": 64},
-        knobs={"num_layers": 16, "width": 32, "heads": 2, "num_frames": 4},
-        image=True,
-    ),
+    "svd": TinyPipeline("StableVideoDiffusionPipeline", svd, {"num_frames": 4, "height": 64, "width": 64},
+                        knobs={"num_layers": 16, "width": 32, "heads": 2, "num_frames": 4}, image=True),
 }
 
 # Smallest valid call sizes per name, and the number of main transformer blocks ("depth").
