@@ -21,7 +21,7 @@ from .families import Family
 from .guidance import SWEEP_LAYERS, Guidance
 from .layout import OneRequestAtATime, check_guider, experts, rebuild
 from .limits import CACHE_THRESHOLDS, MAX_SEED, PANELS_PER_RUN, integer_rule, text_problem
-from .perturb import install
+from .perturb import install, install_stages
 from .pipelines import pipeline_class
 from .values import sent
 
@@ -120,7 +120,9 @@ class Backend:
                 family.prepare_transformer(transformer)
             for kind, spec in family.layer_kinds.items():
                 install(transformer, spec, kind)
-            if family.shared_prefix:  # a step cache skips one stack of blocks: layers that interleave are none
+            if family.stages is not None:
+                install_stages(transformer, family.stages, family.layer_kinds)
+            if family.step_cache:
                 cache.install(transformer, family.blocks)  # after the perturbation's hooks: outside them
 
     @classmethod
@@ -203,7 +205,7 @@ class Backend:
         if (isinstance(cache, bool) or not isinstance(cache, (int, float, np.integer, np.floating))
                 or not math.isfinite(cache) or not low <= cache <= high):
             raise ValueError(f"cache must be a finite number in [{low:g}, {high:g}], got {cache!r}")
-        if cache > 0 and not self.family.shared_prefix:
+        if cache > 0 and not self.family.step_cache:
             raise ValueError(f"cache must be 0 on {self.family.name}: its spatial and temporal layers interleave, "
                              "so no stack of blocks can be skipped as one")
         given = dict(steps=steps, num_frames=num_frames, height=height, width=width)
@@ -398,7 +400,7 @@ class Backend:
     def passes_per_step(self, request: Request, share_prefix: bool = True) -> float:
         """Transformer passes a step of this request costs, over all its runs (what its GPU time grows with)."""
         return passes_per_step(request.panels, request.steps, self.depth, self.family.has_cfg_pass,
-                               share_prefix and self.family.shared_prefix)
+                               share_prefix)
 
     def settings(self, request: Request, guidance: Guidance, forwards: dict | None = None) -> dict:
         """What reproduces a panel; forwards: per row kind, the transformer forwards it ran in full and reused."""

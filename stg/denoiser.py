@@ -212,7 +212,7 @@ class GuidedDenoiser:
         plan = []
         for r in rows:
             g = self.panels[r.panel]
-            source = position.get(Row(r.panel, COND)) if self.share_prefix and self.family.shared_prefix else None
+            source = position.get(Row(r.panel, COND)) if self.share_prefix else None
             if r.kind == PERTURBED:
                 plan.append(RowPerturbation(g.stg_mode, frozenset(g.stg_blocks), source))
             elif r.kind == TEMPORAL:

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .perturb import MAIN, TEMPORAL, BlockStack
+from .perturb import MAIN, TEMPORAL, BlockStack, Stages
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,14 @@ class Family:
     call_settings: tuple[str, ...] = ()
     # The call argument the model is conditioned on the frame rate with (it gets the files' frame rate).
     fps_argument: str | None = None
-    # Perturbed rows reuse the conditional row's blocks before their first perturbed one. Off where layers are not
-    # one stack (a UNet's convolutions between them would still run every row).
-    shared_prefix: bool = True
+    # Stages that hold the layers with convolutions between them (a UNet's down, mid and up blocks): a perturbed row
+    # reuses its conditional twin's whole stages before its first perturbed layer, as it reuses blocks.
+    stages: Stages | None = None
+
+    @property
+    def step_cache(self) -> bool:
+        """A step cache skips one stack of blocks as a whole: where spatial and temporal layers interleave, none is."""
+        return self.temporal is None
 
     @property
     def layer_kinds(self) -> dict[str, BlockStack]:
@@ -330,7 +335,6 @@ FAMILIES = {
             encoded=_T5_MASKED,
             prompt_inputs=_MASKED_INPUTS,
             fps_argument="fps",
-            shared_prefix=False,  # the two kinds interleave: a block's inputs follow the other kind's before it
         ),
         # Stable Video Diffusion: a UNet whose transformers attend over space (transformer_blocks) and over time
         # (temporal_transformer_blocks) in separate layers, 16 of each; conditioned on an image alone.
@@ -358,7 +362,9 @@ FAMILIES = {
             frame_axis=1,
             call_settings=("motion_bucket_id", "noise_aug_strength", "decode_chunk_size"),
             fps_argument="fps",
-            shared_prefix=False,
+            stages=Stages(paths=("down_blocks.*", "mid_block", "up_blocks.*"),
+                          row_inputs=("hidden_states", "res_hidden_states_tuple", "temb", "encoder_hidden_states",
+                                      "image_only_indicator")),
         ),
     ]
 }

@@ -14,7 +14,8 @@ and sound adds nothing to it, exactly as the model's own `isolate_modalities` do
 A model with factorized attention has a second kind of layer (TEMPORAL: SVD's temporal transformer blocks), hooked
 the same way; a row's perturbation names the kind its blocks are numbered in. Inside a block, a row of the forward
 may be a contiguous group of entries (a UNet's blocks see rows x frames, or rows x pixels): every per-row choice is
-spread over its group.
+spread over its group. Where the layers sit inside larger stages that also hold convolutions (a UNet's down, mid and
+up blocks), a whole stage before a row's first perturbed layer is shared with its source row as a block is.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import inspect
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
@@ -31,6 +32,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 BLOCK_HOOK = "stg_block"
 ATTENTION_HOOK = "stg_attention"
 ISOLATION_HOOK = "stg_isolation"
+STAGE_HOOK = "stg_stage"
 # The kinds of layer: the model's main block stack, and a factorized model's temporal one.
 MAIN, TEMPORAL = "main", "temporal"
 
@@ -54,6 +56,15 @@ class BlockStack:
         if isinstance(self.stack, str):
             return getattr(transformer, self.stack)
         return [block for path in self.stack for block in _walk(transformer, path.split("."))]
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The larger stages a model's layers sit in, which run whole rows with their own convolutions between the
+    layers (a UNet's down, mid and up blocks): family data for the hooks that share them."""
+
+    paths: tuple[str, ...]  # dotted paths to the stages, in the order the model runs them
+    row_inputs: tuple[str, ...]  # stage arguments that carry one entry (or group of entries) per batch row
 
 
 def _walk(module: torch.nn.Module, path: list[str]):
@@ -105,6 +116,27 @@ class RowPlan:
         if (kind, index) not in self._actions:
             self._actions[kind, index] = self._build_action(index, device, kind)
         return self._actions[kind, index]
+
+    def stage(self, ends: dict[str, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, RowPlan] | None:
+        """How a stage holding each kind's layers before `ends[kind]` runs: the rows it computes, each row's position
+        among them, and the plan of the computed rows inside it."""
+        key = ("stage", tuple(sorted(ends.items())))
+        if key not in self._actions:
+            self._actions[key] = self._build_stage(ends, device)
+        return self._actions[key]
+
+    def _build_stage(self, ends: dict[str, int], device: torch.device):
+        # A row with a source shares the stage when none of its perturbed layers is in it or before it.
+        alias = [p.source_row if p is not None and p.source_row is not None and ends[p.kind] <= p.first_block else row
+                 for row, p in enumerate(self.rows)]
+        if alias == list(range(len(self.rows))):
+            return None
+        compute = [r for r, a in enumerate(alias) if a == r]
+        position = {r: k for k, r in enumerate(compute)}
+        inner = [p if p is None or p.source_row is None else replace(p, source_row=position[p.source_row])
+                 for p in (self.rows[r] for r in compute)]
+        as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+        return as_long(compute), as_long([position[a] for a in alias]), RowPlan(inner)
 
     def _build_action(self, index: int, device: torch.device, kind: str) -> BlockAction | None:
         alias, passthrough, identity, isolated = [], [], [], []
@@ -219,6 +251,44 @@ class BlockHook(ModelHook):
         return full
 
 
+def _spread(value, gather: torch.Tensor, computed: int, count: int):
+    """Every row's output (tensors, and tuples of them) from the output of the computed rows."""
+    if isinstance(value, torch.Tensor):
+        return value.index_select(0, _groups(gather, value.shape[0] // computed * count, count))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_spread(v, gather, computed, count) for v in value)
+    return value
+
+
+class StageHook(ModelHook):
+    """Runs a stage (with the layer hooks inside it under the computed rows' plan) on the rows that need it; a row
+    that shares it gets its source row's output."""
+
+    def __init__(self, ends: dict[str, int], row_inputs: tuple[str, ...]):
+        super().__init__()
+        self.ends = ends  # per kind of layer: the number of the first layer after this stage
+        self.row_inputs = row_inputs
+
+    def initialize_hook(self, module):
+        self.signature = inspect.signature(module.forward)
+        return module
+
+    def new_forward(self, module, *args, **kwargs):
+        plan = _PLAN.get()
+        hidden = args[0] if args else kwargs["hidden_states"]
+        found = plan.stage(self.ends, hidden.device) if plan is not None else None
+        if found is None:
+            return self.fn_ref.original_forward(*args, **kwargs)
+        compute, gather, inner = found
+        bound = self.signature.bind(*args, **kwargs)
+        for name in self.row_inputs:
+            if name in bound.arguments:
+                bound.arguments[name] = _take_rows(bound.arguments[name], compute, len(plan.rows))
+        with perturbed(inner):
+            output = self.fn_ref.original_forward(*bound.args, **bound.kwargs)
+        return _spread(output, gather, len(compute), len(plan.rows))
+
+
 class IdentityAttentionHook(ModelHook):
     """stg-a: chosen rows' video tokens get their own value vector (identity map), then the output projection."""
 
@@ -266,3 +336,13 @@ def install(transformer: torch.nn.Module, spec: BlockStack, kind: str = MAIN) ->
             _attach(getattr(block, spec.attention), IdentityAttentionHook(), ATTENTION_HOOK)
         for name in spec.isolation:
             _attach(getattr(block, name), IsolationHook(), ISOLATION_HOOK)
+
+
+def install_stages(transformer: torch.nn.Module, stages: Stages, kinds: dict[str, BlockStack]) -> None:
+    """Attach the inert stage hooks (once per model), each knowing the layers of each kind up to its end."""
+    layers = {kind: {id(block) for block in spec.blocks(transformer)} for kind, spec in kinds.items()}
+    ends = dict.fromkeys(kinds, 0)
+    for stage in (module for path in stages.paths for module in _walk(transformer, path.split("."))):
+        for kind in ends:
+            ends[kind] += sum(id(module) in layers[kind] for module in stage.modules())
+        _attach(stage, StageHook(dict(ends), stages.row_inputs), STAGE_HOOK)

@@ -52,7 +52,7 @@ def test_off_and_never_reusing_equal_uncached_bit_for_bit(case, loaded):
     (test_svd, test_opensora_stg), so off is all they have."""
     backend, _ = loaded(case)
     options = request(case, negative_prompt=NEGATIVE)
-    thresholds = [NEVER] if backend.family.shared_prefix else []
+    thresholds = [NEVER] if backend.family.step_cache else []
     for mode in ("stg-a", "stg-r"):
         for block in (0, backend.depth - 1):
             guidances = panels(case, mode, block)

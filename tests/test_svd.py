@@ -229,6 +229,36 @@ def test_a_comparison_is_one_forward_a_step_and_splitting_it_changes_nothing(svd
     assert_relatively_close(batched, torch.cat(alone))
 
 
+@pytest.mark.parametrize("passes", [dict(stg_blocks=[7], temporal_stg_blocks=[7]), dict(stg_blocks=[0], temporal_stg_blocks=[15]),
+                                    dict(stg_blocks=[15], temporal_stg_blocks=[2, 9])], ids=["u0", "first-last", "late"])
+@pytest.mark.parametrize("mode", ["stg-a", "stg-r"])
+def test_perturbed_rows_share_the_stages_before_their_first_layer_exactly(svd, passes, mode):
+    """The UNet's down, mid and up blocks that hold none of a row's perturbed layers, nor come after one, run once for
+    the conditional row and its perturbed twins; the result is the plain computation's."""
+    backend, _ = svd
+    panels = [stg.Guidance(3.0, **RECIPE), stg.Guidance(3.0, 2.0, mode, rescale=0.7, temporal_stg_scale=0.5, **passes,
+                                                       **RECIPE)]
+    unet, frames = backend.pipe.unet, SIZE["num_frames"]
+    stages = [unet.down_blocks[0], unet.mid_block, unet.up_blocks[0], unet.up_blocks[3]]
+    rows = {id(stage): [] for stage in stages}  # the rows its first convolution runs on
+    handles = [stage.resnets[0].register_forward_pre_hook(
+        lambda m, args, kwargs, stage=stage: rows[id(stage)].append((args or [*kwargs.values()])[0].shape[0] // frames),
+        with_kwargs=True) for stage in stages]
+    try:
+        shared = our_latents(backend, panels)
+    finally:
+        for handle in handles:
+            handle.remove()
+    first = min(passes["stg_blocks"] + passes["temporal_stg_blocks"])
+    # Layers 0-5 lie in the down blocks, 6 in the mid block, none in up_blocks[0], 13-15 in up_blocks[3].
+    ends = {id(unet.down_blocks[0]): 2, id(unet.mid_block): 7, id(unet.up_blocks[0]): 7, id(unet.up_blocks[3]): 16}
+    for stage in stages:
+        perturbed_rows_run = sum(min(p) < ends[id(stage)] for p in (passes["stg_blocks"], passes["temporal_stg_blocks"]))
+        assert rows[id(stage)] == [4 + perturbed_rows_run] * STEPS, stage.__class__.__name__
+    assert first < 7 or rows[id(unet.mid_block)] == [4] * STEPS
+    assert_relatively_close(shared, our_latents(backend, panels, share_prefix=False, max_rows=1))
+
+
 def test_rows_of_the_temporal_pass_follow_its_scale_and_the_window():
     both = stg.Guidance(3.0, 1.0, "stg-a", [7], temporal_stg_scale=0.5, temporal_stg_blocks=[7], window=(0.5, 1.0))
     temporal_only = stg.Guidance(1.0, temporal_stg_scale=0.5, temporal_stg_blocks=[2])
