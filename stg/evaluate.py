@@ -77,6 +77,20 @@ def cache_lines(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def cache_effect(records: list[dict], world: judged.World) -> list[dict]:
+    """What the cache changed, per figure and panel: cached - uncached, paired over prompts (a share: in percentage
+    points), with its 95% interval."""
+    rows = []
+    for name, scale in [*((f"{a}_ok", 100) for a in [*world.attributes, "all"]), *((q, 1) for q in world.quality)]:
+        row = {"figure": f"{name.removesuffix('_ok')} right, %" if name.endswith("_ok") else name}
+        for panel in ("cfg", "stg"):
+            pairs = [(r[panel][name], r["cache"]["uncached"][panel][name]) for r in records]
+            diff = intervals.mean([scale * (float(a) - float(b)) for a, b in pairs if a is not None and b is not None])
+            row[panel], row[f"{panel}_pm"] = diff[0], diff[2]
+        rows.append(row)
+    return rows
+
+
 def summarise(records: list[dict], world: judged.World) -> list[dict]:
     """One row per figure: CFG and CFG + STG with their spread (a share: its 95% Wilson interval, in `_low` and
     `_high`), and the paired difference STG - CFG."""
@@ -159,11 +173,16 @@ def evaluate(args) -> int:
         print(cache_lines(records))
         print("The same prompts and seeds uncached:")
         print(table(summarise([r["cache"]["uncached"] for r in records], world)))
+        print("Cached - uncached, paired over prompts (mean ± 95% interval):")
+        print(f"{'figure':<38} {'CFG':>16} {'CFG + STG':>16}")
+        print("\n".join(f"{r['figure']:<38} {cell(r, 'cfg', signed=True):>16} {cell(r, 'stg', signed=True):>16}"
+                        for r in cache_effect(records, world)))
     print("Shares: [95% Wilson interval]. Quality figures, lower is better: mean ± standard deviation over prompts. "
           "STG - CFG: paired mean ± 95% interval.")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"settings": {k: v for k, v in vars(args).items() if k != "json"}, "summary": rows,
+            effect = {"cache_effect": cache_effect(records, world)} if cfg.settings["cache"] else {}
+            json.dump({"settings": {k: v for k, v in vars(args).items() if k != "json"}, "summary": rows, **effect,
                        "records": records}, handle, indent=1, default=str)
     return 0
 

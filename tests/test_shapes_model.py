@@ -92,6 +92,24 @@ def test_evaluate_prints_cfg_beside_stg(tmp_path):
     assert bad.returncode == 2 and "--stg-scale" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
+def test_evaluate_with_a_cache_says_what_it_changed_against_the_uncached_videos(tmp_path):
+    done = _stg("stg.evaluate", "--prompts", "3", "--steps", "6", "--cache", "0.3", "--json", str(tmp_path / "e.json"))
+    assert done.returncode == 0, done.stderr
+    assert "Cached - uncached, paired over prompts" in done.stdout and "forwards reused: uncond" in done.stdout
+    result = json.loads((tmp_path / "e.json").read_text())
+    effect = {row["figure"]: row for row in result["cache_effect"]}
+    records = result["records"]
+    for panel in ("cfg", "stg"):
+        cached = np.array([r[panel]["colour_err"] for r in records])
+        uncached = np.array([r["cache"]["uncached"][panel]["colour_err"] for r in records])
+        assert effect["colour_err"][panel] == pytest.approx((cached - uncached).mean())
+        right = np.array([r[panel]["all_ok"] for r in records], float)
+        right_uncached = np.array([r["cache"]["uncached"][panel]["all_ok"] for r in records], float)
+        assert effect["all right, %"][panel] == pytest.approx(100 * (right - right_uncached).mean())
+    assert sum(k["reused"] for r in records for f in r["cache"]["forwards"] for k in f.values()) > 0
+    assert any(r["cache"]["apart"]["cfg"] > 0 for r in records)
+
+
 def test_benchmark_prints_its_figures():
     done = _stg("stg.shapes.bench", "--repeats", "1")
     assert done.returncode == 0, done.stderr
