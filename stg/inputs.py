@@ -3,7 +3,7 @@
 SETTINGS names each setting once: its API name (the CLI flag is the same with dashes), the part of the request it
 belongs to, its type and range, where its default comes from, its help, and the engine's name for it. The app
 builds its controls, their guards and its endpoints' parameters from it, the command line its flags and help,
-and the README its parameter list (`python -m stg.inputs` rewrites it). `task` turns the values of one request
+and the README its parameter list (`python -m stg.readme` rewrites it). `task` turns the values of one request
 into the engine's checked request, refusing bad input with a message that names the setting.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .guidance import (CFG_SCALES, EXTRAS, MODALITY_SCALES, MODES, NOISE_AUG, STG_SCALES, SWEEP_LAYERS, WHOLE_EXTRAS,
@@ -295,17 +294,3 @@ def reference() -> str:
         endpoints = ", ".join(f"`/{c}`" for c in s.commands)
         rows.append(f"| `{s.name}` | `{s.flag}` | {endpoints} | {allowed} | {default} | {s.described} |")
     return "\n".join(rows)
-
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-MARKERS = ("<!-- settings: written by python -m stg.inputs -->", "<!-- /settings -->")
-
-
-def with_reference(text: str) -> str:
-    """The README's text with the parameter list between its settings markers written afresh."""
-    start, end = text.index(MARKERS[0]) + len(MARKERS[0]), text.index(MARKERS[1])
-    return f"{text[:start]}\n{reference()}\n{text[end:]}"
-
-
-if __name__ == "__main__":
-    README.write_text(with_reference(README.read_text()))

@@ -33,6 +33,7 @@ class Preset:
     bundled: bool = False  # its weights are a folder of this repository (source is that folder's path)
     guide: str | None = None  # "module:attribute" of what the model knows of prompts: `.hint`, `.note(prompt)`
     sigmas: tuple[float, ...] = ()  # a distilled model's own noise levels, one per step (its steps are fixed to them)
+    id_source: str = ""  # where its hub id was confirmed: the id, then the document and revision that load it
 
     def prompt_hint(self) -> str:
         """Which prompts the model knows, for the prompt box ("" for a model that takes any text)."""
@@ -95,6 +96,7 @@ def all_presets() -> dict[str, Preset]:
                 bundled="folder" in model,
                 guide=model.get("guide"),
                 sigmas=tuple(model.get("sigmas", ())),
+                id_source=model.get("id_source", ""),
             )
     return presets
 
@@ -109,6 +111,16 @@ def for_pipeline(pipeline: str) -> Preset | None:
         if preset.pipeline == pipeline and preset.tiny is None and not preset.bundled:
             return preset
     return None
+
+
+def hub_id_table() -> str:
+    """The README's list of the hub ids with where each was confirmed, for every preset that downloads one."""
+    rows = ["| key | hub id (a folder: converted here) | where it was confirmed |", "|---|---|---|"]
+    for preset in all_presets().values():
+        if preset.id_source:
+            source = preset.id_source.removeprefix(f"{preset.source}:").strip()
+            rows.append(f"| `{preset.key}` | `{preset.source}` | {source} |")
+    return "\n".join(rows)
 
 
 def _attribute(spec: str):

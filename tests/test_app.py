@@ -134,9 +134,9 @@ def test_generate_means_what_the_compare_panels_mean(client, backend):
 
 def test_the_readme_http_example_runs_on_the_model_the_readme_commands_give(server, backend, tmp_path, monkeypatch):
     """The README's set-up commands give the offline model on a machine without a GPU: its API example runs there."""
-    from stg import inputs
+    from stg import readme
 
-    text = inputs.README.read_text()
+    text = readme.README.read_text()
     example = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "gradio_client" in block)
     assert 'Client("http://127.0.0.1:7860/")' in example
     monkeypatch.chdir(tmp_path)

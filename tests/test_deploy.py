@@ -4,6 +4,7 @@ and called with, and a fake ZeroGPU flag."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -12,6 +13,8 @@ import diffusers
 import gradio as gr
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
 
 import stg
 from stg import families, inputs, presets
@@ -178,4 +181,74 @@ def test_every_hub_id_names_where_it_was_confirmed():
                 f"{path.name}: {key}: its id {model['source']!r} is not the one its id_source names: {record!r}"
             checked.append(model["source"])
     assert "diffusers/LTX-2.3-Diffusers" in checked and "Lightricks/LTX-2.3" not in checked
+    table = presets.hub_id_table()
+    assert all(f"| `{source}` |" in table for source in checked)  # the README's list, written from the presets
     assert "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v" in checked
+
+
+def test_every_preset_file_names_each_key_once():
+    """JSON keeps the last of two equal keys without a word: a preset written twice would lose one silently."""
+    def unique(pairs):
+        keys = [key for key, _ in pairs]
+        assert len(set(keys)) == len(keys), f"{path.name}: {sorted({k for k in keys if keys.count(k) > 1})} twice"
+        return dict(pairs)
+
+    for path in sorted(presets.PRESET_DIR.glob("*.json")):
+        json.loads(path.read_text(), object_pairs_hook=unique)
+
+
+def _counted(module, *args, **kwargs) -> float:
+    with FlopCounterMode(display=False) as counter:
+        module(*args, **kwargs)
+    return float(counter.get_total_flops())
+
+
+def test_a_unets_flops_are_counted_as_a_real_forward_counts_them():
+    """SVD's UNet works at four resolutions, so its FLOPs are counted on fake tensors: the count equals what torch
+    counts in a real forward of the tiny SVD's UNet (same shapes, real numbers)."""
+    backend = stg.Backend.load("tiny-svd")
+    unet, d = backend.pipe.unet, backend.preset.defaults
+    footprint = measure(backend.pipe, unet, backend.depth, factorized=True)
+    assert footprint.unet is not None
+    config = unet.config
+    latents = torch.zeros(1, d["num_frames"], config.in_channels, d["height"] // 8, d["width"] // 8)
+    with torch.no_grad():
+        real = _counted(unet, latents, torch.ones(1), torch.zeros(1, 1, config.cross_attention_dim), torch.zeros(1, 3))
+    assert footprint.pass_flops(d["num_frames"], d["height"], d["width"]) == real > 0
+
+
+def test_svd_official_comparisons_fit_half_a_card():
+    """SVD's real UNet (diffusers' defaults are its configuration: 1.52B parameters), on the meta device, in the tiny
+    pipeline: its counted FLOPs (36 TFLOP a pass at 14 frames of 1024x576) give both presets' official comparisons
+    time on half a card. The transformer formula (every parameter applied to every first-level token) would give
+    over ten times as much and refuse them."""
+    tiny = stg.Backend.load("tiny-svd")
+    with torch.device("meta"):
+        unet = diffusers.UNetSpatioTemporalConditionModel()
+    pipe = diffusers.StableVideoDiffusionPipeline(**{**tiny.pipe.components, "unet": unet})
+    for key in ("svd", "svd-xt"):
+        backend = stg.Backend(pipe, families.for_pipeline("StableVideoDiffusionPipeline"), presets.get(key), key)
+        footprint = measure(pipe, unet, backend.depth, factorized=True)
+        official = gpu.default_comparison(backend)
+        counted = footprint.pass_flops(official.num_frames, official.height, official.width)
+        formula = dataclasses.replace(footprint, unet=None).pass_flops(official.num_frames, official.height,
+                                                                       official.width)
+        assert 30e12 < counted / official.num_frames * 14 < 40e12 and formula > 10 * counted
+        assert gpu.gpu_size(footprint, official, key) == "large"
+        assert gpu.gpu_seconds(footprint, official, backend.passes_per_step(official), "large") <= gpu.MAX_GPU_SECONDS
+
+
+def test_factorized_attention_counts_pairs_within_frames_and_along_time():
+    """Open-Sora 1.2's transformer (its converted configuration, 1.21B parameters) on fake tensors at 480p: the
+    formula with factorized attention is above torch's count of a real forward, and within 30% of it."""
+    from stg.opensora import OpenSoraTransformer3DModel, convert
+
+    with FakeTensorMode():
+        transformer = OpenSoraTransformer3DModel(**convert.transformer_config({}))
+        params = sum(p.numel() for p in transformer.parameters())
+        counted = _counted(transformer, torch.zeros(1, 4, 15, 60, 106), torch.ones(1), torch.zeros(1, 300, 4096),
+                           height=480.0, width=848.0)
+    footprint = Footprint(0, params, 1152, 28, 16, 4, 2, factorized=True)
+    formula = footprint.pass_flops(57, 480, 848)  # 15 latent frames of 30 x 53 tokens
+    assert counted < formula < 1.3 * counted
+    assert dataclasses.replace(footprint, factorized=False).pass_flops(57, 480, 848) > 1.6 * formula

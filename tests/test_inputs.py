@@ -11,15 +11,16 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from conftest import COMPARE_PARAMETERS, SMALL
-from stg import cli, inputs
+from stg import cli, inputs, readme
 from stg.values import MAX_IMAGE_BYTES
 
 CLI_SMALL = ["--model", "tiny", "--steps", "2", "--num-frames", "9", "--height", "32", "--width", "32"]
 
 
 def test_the_readme_lists_every_setting_as_the_table_has_it():
-    text = inputs.README.read_text()
-    assert inputs.with_reference(text) == text, "run python -m stg.inputs"
+    text = readme.README.read_text()
+    assert readme.written(text) == text, "run python -m stg.readme"
+    assert inputs.reference() in text
     assert [s.name for s in inputs.SETTINGS if "compare" in s.commands] == COMPARE_PARAMETERS
 
 

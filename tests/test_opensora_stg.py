@@ -185,3 +185,35 @@ def test_a_step_cache_is_refused_by_name(opensora):
     blocks = backend.pipe.transformer.spatial_blocks
     assert all(getattr(b, "_diffusers_hook", None) is None or b._diffusers_hook.get_hook("stg_step_cache") is None
                for b in blocks)
+
+
+@pytest.mark.parametrize("passes", [dict(stg_blocks=[2], temporal_stg_blocks=[2]),
+                                    dict(stg_blocks=[3], temporal_stg_blocks=[1])], ids=["pair-2", "temporal-first"])
+def test_perturbed_rows_share_the_blocks_before_their_first_perturbed_one_exactly(opensora, passes):
+    """A perturbed row joins the batch at the pair (spatial block k, temporal block k) of its first perturbed layer:
+    the pairs before it run once for it and its conditional twin (their feed-forward sees the rows that run); the
+    result is the plain computation's."""
+    backend, _ = opensora
+    transformer = backend.pipe.transformer
+    panels = [stg.Guidance(4.0), stg.Guidance(4.0, 1.0, "stg-a", temporal_stg_scale=0.5, **passes)]
+    stacks = (transformer.spatial_blocks, transformer.temporal_blocks)
+    rows = {id(block): [] for stack in stacks for block in stack}
+    handles = [block.ff.register_forward_pre_hook(lambda m, args, block=block: rows[id(block)].append(args[0].shape[0]))
+               for stack in stacks for block in stack]
+    everything = []  # the rows of each transformer call
+    handles.append(transformer.register_forward_pre_hook(
+        lambda m, args, kwargs: everything.append(kwargs["hidden_states"].shape[0]), with_kwargs=True))
+    try:
+        shared = our_latents(backend, panels)
+    finally:
+        for handle in handles:
+            handle.remove()
+    total = everything[0]
+    assert everything == [total] * STEPS
+    firsts = [passes["stg_blocks"][0], passes["temporal_stg_blocks"][0]]  # of the spatial row, the temporal row
+    for kind, stack in enumerate(stacks):
+        for index, block in enumerate(stack):
+            waiting = sum(first > index for first in firsts)
+            assert rows[id(block)] == [total - waiting] * STEPS, (kind, index)
+    pipe, kwargs, _ = backend.prepare(PROMPT, panels, seed=SEED, steps=STEPS, share_prefix=False, max_rows=1, **SIZE)
+    assert_relatively_close(shared, pipe(**{**kwargs, "output_type": "latent"}).frames)

@@ -129,7 +129,8 @@ def register(backend: Backend) -> None:
     BACKENDS[key] = backend
     SIZES[key] = "large"  # off ZeroGPU no size is asked for
     if ON_ZERO_GPU:
-        FOOTPRINTS[key] = measure(backend.pipe, backend.experts[0][1], backend.depth)
+        FOOTPRINTS[key] = measure(backend.pipe, backend.experts[0][1], backend.depth,
+                                   factorized=backend.family.temporal is not None)
         official = default_comparison(backend)
         try:
             SIZES[key] = gpu_size(FOOTPRINTS[key], official, backend.model)
