@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stg.lab import train
@@ -61,3 +62,22 @@ def test_the_lab_preset_loads_the_shipped_folder_offline():
                              steps=2)
     assert video.frames.shape == (17, 64, 64, 3)
     assert "lab model never saw 'purple'" in backend.preset.prompt_note("a purple circle")
+
+
+def test_the_vae_ceiling_judges_clips_as_rendered_and_after_the_round_trip(capsys):
+    """`python -m stg.lab.ceiling`: every rendered clip is read right; the shipped VAE's round trip keeps what it
+    keeps best (the colours), so the table it prints measures the VAE, not a broken round trip."""
+    from diffusers import AutoencoderKLLTXVideo
+
+    from stg.lab import ceiling, judge, world
+    from stg.lab.model import SHIPPED
+
+    vae = AutoencoderKLLTXVideo.from_pretrained(SHIPPED, subfolder="vae").eval()
+    clip = world.render(world.random_scene(np.random.default_rng(3)))
+    decoded = ceiling.round_trip(vae, clip)
+    assert decoded.shape == clip.shape and decoded.dtype == np.uint8
+    shares = ceiling.ceiling(vae, clips=8)
+    assert set(shares["rendered"].values()) == {1.0}
+    assert shares["round trip"]["colour"] >= 7 / 8 and shares["round trip"]["background"] >= 7 / 8
+    assert ceiling.main(["--clips", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[2:] == list(judge.ATTRIBUTES)

@@ -1,0 +1,58 @@
+"""What the lab VAE lets through: `python -m stg.lab.ceiling [--clips N] [--model DIR]`.
+
+Rendered clips of random scenes, judged as they are and after an encode-decode round trip through the model's VAE.
+No transformer can draw what its VAE cannot decode, so the round trip's share right per attribute is the model's
+ceiling: an attribute the round trip loses is the VAE's to fix, not guidance's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLLTXVideo
+
+from . import judge, world
+from .model import SHIPPED
+
+
+def round_trip(vae, clip: np.ndarray) -> np.ndarray:
+    """A uint8 clip [frames, height, width, 3] through the VAE's encoder (its mode) and decoder."""
+    x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        decoded = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    return ((decoded[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def ceiling(vae, clips: int, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Share right per attribute of `clips` random scenes, rendered and round-tripped."""
+    rng = np.random.default_rng(seed)
+    right = {"rendered": dict.fromkeys(judge.ATTRIBUTES, 0), "round trip": dict.fromkeys(judge.ATTRIBUTES, 0)}
+    for _ in range(clips):
+        scene = world.random_scene(rng)
+        clip = world.render(scene)
+        for name, frames in (("rendered", clip), ("round trip", round_trip(vae, clip))):
+            verdict = judge.judge(frames, scene)
+            for attribute in judge.ATTRIBUTES:
+                right[name][attribute] += verdict[f"{attribute}_ok"]
+    return {name: {a: count / clips for a, count in counts.items()} for name, counts in right.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stg.lab.ceiling", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=48, help="random scenes to judge (default: 48)")
+    parser.add_argument("--model", default=str(SHIPPED), help="the pipeline folder whose vae/ to use")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the scenes (default: 0)")
+    args = parser.parse_args(argv)
+    vae = AutoencoderKLLTXVideo.from_pretrained(args.model, subfolder="vae").eval()
+    shares = ceiling(vae, args.clips, args.seed)
+    print(f"{'share right':<12}" + "".join(f"{a:>11}" for a in judge.ATTRIBUTES))
+    for name, right in shares.items():
+        print(f"{name:<12}" + "".join(f"{right[a]:>11.2f}" for a in judge.ATTRIBUTES))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
