@@ -110,11 +110,12 @@ def test_evaluate_with_a_cache_says_what_it_changed_against_the_uncached_videos(
     assert any(r["cache"]["apart"]["cfg"] > 0 for r in records)
 
 
-def test_benchmark_prints_its_figures():
-    done = _stg("stg.shapes.bench", "--repeats", "1")
+@pytest.mark.parametrize("model", ["shapes", "lab"])
+def test_benchmark_prints_its_figures(model):
+    done = _stg("stg.shapes.bench", "--repeats", "1", "--model", model)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
-    assert result["height"] == presets.get("shapes").defaults["height"] and result["repeats"] == 1
+    assert result["height"] == presets.get(model).defaults["height"] and result["repeats"] == 1
     for name in ("load", "compare_render", "compare_total", "app_start"):
         assert 0 < result["seconds"][name] < 300, name
         assert any(line.startswith(name) for line in done.stdout.splitlines()), name

@@ -1,7 +1,7 @@
-"""How long the offline shapes model keeps a person waiting: `python -m stg.shapes.bench`.
+"""How long an offline model (shapes or lab) keeps a person waiting: `python -m stg.shapes.bench [--model lab]`.
 
 Medians over `--repeats`: loading the model, one comparison at the preset's defaults (denoising and decoding, then
-the figures and the files the app writes), and `python app.py --model shapes` from its start to its first page.
+the figures and the files the app writes), and `python app.py --model MODEL` from its start to its first page.
 Prints a table, then one JSON object on the last line.
 """
 
@@ -25,7 +25,8 @@ from .. import Backend, results
 from ..inputs import COMMANDS, task
 from ..presets import ROOT
 
-PROMPT = "a red circle moving right on a blue background"
+PROMPTS = {"shapes": "a red circle moving right on a blue background",
+           "lab": "two small red squares bouncing quickly on a striped grey background"}
 
 
 def _free_port() -> int:
@@ -34,12 +35,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def app_start(timeout: float = 300) -> float:
-    """Seconds from `python app.py --model shapes` to its page answering."""
+def app_start(model: str, timeout: float = 300) -> float:
+    """Seconds from `python app.py --model MODEL` to its page answering."""
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "app.py", "--model", "shapes", "--port", str(port)], cwd=ROOT, env=env,
+    server = subprocess.Popen([sys.executable, "app.py", "--model", model, "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while time.perf_counter() - started < timeout:
@@ -56,14 +57,14 @@ def app_start(timeout: float = 300) -> float:
         server.wait(timeout=30)
 
 
-def measure(repeats: int) -> dict:
+def measure(repeats: int, model: str = "shapes") -> dict:
     loads = []
     for _ in range(repeats):
         started = time.perf_counter()
-        backend = Backend.load("shapes")
+        backend = Backend.load(model)
         loads.append(time.perf_counter() - started)
     backend.pipe.set_progress_bar_config(disable=True)
-    checked = task(backend, COMMANDS["compare"], {"prompt": PROMPT})
+    checked = task(backend, COMMANDS["compare"], {"prompt": PROMPTS[model]})
     renders, composes = [], []
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(repeats + 1):  # the first is a warm-up
@@ -73,10 +74,10 @@ def measure(repeats: int) -> dict:
             results.write(results.compose(checked, videos), results.in_folder(Path(folder)))
             renders.append(rendered - started)
             composes.append(time.perf_counter() - rendered)
-    starts = [app_start() for _ in range(repeats)]
+    starts = [app_start(model) for _ in range(repeats)]
     d = backend.preset.defaults
     return {
-        "model": "shapes", "prompt": PROMPT, "steps": d["steps"], "num_frames": d["num_frames"],
+        "model": model, "prompt": PROMPTS[model], "steps": d["steps"], "num_frames": d["num_frames"],
         "height": d["height"], "width": d["width"], "repeats": repeats, "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "seconds": {"load": statistics.median(loads), "compare_render": statistics.median(renders[1:]),
@@ -89,8 +90,10 @@ def measure(repeats: int) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m stg.shapes.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    result = measure(parser.parse_args(argv).repeats)
-    print(f"shapes model, {result['steps']} steps, {result['num_frames']} frames of {result['width']}x"
+    parser.add_argument("--model", choices=sorted(PROMPTS), default="shapes")
+    args = parser.parse_args(argv)
+    result = measure(args.repeats, args.model)
+    print(f"{result['model']} model, {result['steps']} steps, {result['num_frames']} frames of {result['width']}x"
           f"{result['height']}, {result['cpu_count']} CPUs, {result['torch_threads']} torch threads; "
           f"medians of {result['repeats']}")
     for name, seconds in result["seconds"].items():
