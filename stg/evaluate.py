@@ -32,6 +32,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scales", action="store_true",
                         help="sweep the scales: CFG alone at w 1-8, STG alone (w 1) at s 0-3, and CFG + STG at the "
                              "settings given, every judged figure with 95%% intervals; a table, a CSV and plots")
+    parser.add_argument("--seeds", type=int, default=0, metavar="K",
+                        help="sweep the scales at K >= 2 seeds per prompt and measure, per point, how varied the K "
+                             "videos are in what the prompt leaves free (start position, size) against rendered clips "
+                             "of the prompt; a table, a CSV and plots as MODEL-diversity (worlds with a diversity "
+                             "figure: lab)")
     parser.add_argument("--out", metavar="DIR", default="assets/scales",
                         help="with --scales: where MODEL.md, MODEL.csv and MODEL.png go (default: assets/scales)")
     parser.add_argument("--panels-per-run", type=int, default=None, metavar="N",
@@ -142,10 +147,16 @@ def evaluate(args) -> int:
     from .inputs import COMMANDS, task
 
     world = judged.world(args.model)
+    if args.seeds and (args.seeds < 2 or not world.diversity_figures):
+        with_one = ", ".join(m for m in judged.WORLDS if judged.world(m).diversity_figures)
+        raise ValueError(f"--seeds must be at least 2 and the model's world must have a diversity figure (worlds with "
+                         f"one: {with_one}); got {args.seeds} on {args.model}")
     backend, values = loaded(args, COMMANDS["compare"])
-    if args.scales:
+    if args.scales or args.seeds:
         from . import scale_table
 
+        if args.seeds:
+            return scale_table.evaluate_diversity(args, backend, values, world)
         return scale_table.evaluate(args, backend, values, world)
 
     draw = np.random.default_rng(args.draw)

@@ -36,6 +36,15 @@ class World:
     def prompt(self, rng: np.random.Generator) -> str:
         return self.scenes_module.random_scene(rng).prompt
 
+    @property
+    def diversity_figures(self) -> tuple[str, ...]:
+        """The figures `diversity` returns that compare with the training data (ratios; 1: as varied)."""
+        return tuple(getattr(self.judge_module, "DIVERSITY", ()))
+
+    def diversity(self, videos: list[np.ndarray], prompt: str) -> dict:
+        """How varied several seeds' videos of one prompt are in what the prompt leaves free."""
+        return self.judge_module.diversity(videos, prompt)
+
 
 def world(model: str) -> World:
     """The world of a model key; a clear error for a model without one."""

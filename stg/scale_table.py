@@ -21,11 +21,10 @@ def point_rows(sweep: list[scales.Point]) -> list[dict]:
     return [{"series": p.series, "scale": p.scale} for p in sweep]
 
 
-def summary(sweep: list[scales.Point], records: list[list[dict]], world) -> tuple[list[dict], list[str]]:
-    """One row per point of the sweep: each attribute's share right (%, with its Wilson interval), and each quality
-    figure's and motion's mean (with the 95% interval of the mean); and the figures' names in order."""
-    shares = [*world.attributes, "all"]
-    means = [*world.quality, "motion"]
+def summary(sweep: list[scales.Point], records: list[list[dict]], shares: list[str],
+            means: list[str]) -> tuple[list[dict], list[str]]:
+    """One row per point of the sweep: each of `shares` as the share right (%, with its Wilson interval), and each of
+    `means` as the mean (with the 95% interval of the mean); and the figures' names in order."""
     rows = []
     for index, row in enumerate(point_rows(sweep)):
         verdicts = [prompt_records[index] for prompt_records in records]
@@ -69,27 +68,55 @@ def evaluate(args, backend, values: dict, world) -> int:
         sweep = scales.points(*base.panels)
         videos = scales.run(backend, base, sweep, args.panels_per_run)
         records.append([{**world.judge(v.frames, prompt), "motion": metrics.motion(v.frames)} for v in videos])
-        title, text = _write(args, base, sweep, records, world)
+        rows = summary(sweep, records, [*world.attributes, "all"], [*world.quality, "motion"])
+        title, text = _write(args, base, rows, f"{len(records)} prompts", args.model)
         print(f"\r{index + 1}/{args.prompts} prompts, {time.perf_counter() - started:.0f} s", end="", file=sys.stderr)
+    return _report(args, title, text, args.model, started)
+
+
+def evaluate_diversity(args, backend, values: dict, world) -> int:
+    """`python -m stg.evaluate --scales --seeds K`: each of `args.prompts` prompts swept at K seeds; per point of the
+    sweep, how varied the K videos are in what the prompt leaves free, against rendered clips of the prompt
+    (`world.diversity`), averaged over prompts. Written as MODEL-diversity.md, .csv and .png."""
+    from .inputs import COMMANDS, task
+
+    draw = np.random.default_rng(args.draw)
+    records, started, name = [], time.perf_counter(), f"{args.model}-diversity"
+    for index in range(args.prompts):
+        prompt = world.prompt(draw)
+        per_seed = []
+        for seed in draw.integers(2**32, size=args.seeds):
+            base = task(backend, COMMANDS["compare"], {**values, "prompt": prompt, "seed": int(seed)}).request
+            sweep = scales.points(*base.panels)
+            per_seed.append(scales.run(backend, base, sweep, args.panels_per_run))
+        records.append([world.diversity([videos[point].frames for videos in per_seed], prompt)
+                        for point in range(len(sweep))])
+        rows = summary(sweep, records, [], list(world.diversity_figures))
+        title, text = _write(args, base, rows, f"{len(records)} prompts x {args.seeds} seeds", name)
+        print(f"\r{index + 1}/{args.prompts} prompts, {time.perf_counter() - started:.0f} s", end="", file=sys.stderr)
+    return _report(args, title, text, name, started)
+
+
+def _report(args, title: str, text: str, name: str, started: float) -> int:
     print(file=sys.stderr)
     print(title)
     print(text)
-    print(f"Written: {Path(args.out) / args.model}.md, .csv, .png ({time.perf_counter() - started:.0f} s)")
+    print(f"Written: {Path(args.out) / name}.md, .csv, .png ({time.perf_counter() - started:.0f} s)")
     return 0
 
 
-def _write(args, base, sweep, records, world) -> tuple[str, str]:
-    rows, figures = summary(sweep, records, world)
+def _write(args, base, summarised: tuple[list[dict], list[str]], counted: str, name: str) -> tuple[str, str]:
+    rows, figures = summarised
     with_stg = base.panels[1]
-    title = (f"{args.model}: {len(records)} prompts (draw {args.draw}), {base.steps} steps, {base.num_frames} frames "
+    title = (f"{args.model}: {counted} (draw {args.draw}), {base.steps} steps, {base.num_frames} frames "
              f"of {base.width}x{base.height}; STG {with_stg.stg_mode}, blocks {list(with_stg.stg_blocks)}; "
              f"CFG + STG w {with_stg.cfg_scale:g}, s {with_stg.stg_scale:g}; 95% intervals")
     text = markdown(rows, figures)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.model}.md").write_text(title + "\n\n" + text + "\n")
-    (out / f"{args.model}.csv").write_text(csv_text(rows))
-    plots.draw(rows, figures, title).save(out / f"{args.model}.png")
+    (out / f"{name}.md").write_text(title + "\n\n" + text + "\n")
+    (out / f"{name}.csv").write_text(csv_text(rows))
+    plots.draw(rows, figures, title).save(out / f"{name}.png")
     return title, text
 
 

@@ -71,6 +71,25 @@ def test_evaluate_scales_writes_table_csv_and_plot(tmp_path):
     assert refused.returncode == 2 and "no ground truth" in refused.stderr
 
 
+def test_evaluate_seeds_sweeps_the_diversity_of_each_point(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "stg.evaluate", "--model", "lab", "--seeds", "3", "--prompts", "1",
+                           "--steps", "4", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "lab-diversity.csv") as handle:
+        rows = {(r["series"], float(r["scale"])): r for r in csv.DictReader(handle)}
+    assert list(rows) == [("CFG", w) for w in scales.CFG_SCALES] + [("STG", s) for s in scales.STG_SCALES] + [
+        ("CFG + STG", 1.0)]
+    for row in rows.values():
+        assert float(row["start_spread"]) >= 0 and float(row["size_spread"]) >= 0
+    for name in ("start_spread", "size_spread"):  # the unguided panel, reached from either series, is one video
+        assert rows[("CFG", 1.0)][name] == rows[("STG", 0.0)][name]
+    assert Image.open(tmp_path / "lab-diversity.png").size[0] >= 2 * plots.PANEL[0]
+    refused = subprocess.run([sys.executable, "-m", "stg.evaluate", "--model", "shapes", "--seeds", "3"],
+                             capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert refused.returncode == 2 and "--seeds must be at least 2" in refused.stderr and "lab" in refused.stderr
+
+
 @pytest.fixture(scope="module")
 def shapes_server(app_module):
     from webapp import build_demo

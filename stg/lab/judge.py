@@ -9,6 +9,8 @@ several seeds with the spread the training distribution has. `FIGURES` is the fi
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -214,24 +216,33 @@ def judge(frames: np.ndarray, expected: Scene | str | None = None) -> dict:
 
 
 def _spread(verdicts: list[dict], side: int) -> tuple[float, float]:
-    """Standard deviations, over clips, of the first object's start (x and y pooled) and of its side, in pixels."""
+    """Standard deviations, over clips, of the first object's start (x and y pooled) and of its side, in pixels;
+    unbiased (n - 1), so that a few seeds' spread compares fairly with many rendered clips'."""
     objects = [v["objects"][0] for v in verdicts if v["objects"]]
     if len(objects) < 2:
         return 0.0, 0.0
     starts = np.array([o["start"] for o in objects])
-    return float(starts.std(axis=0).mean()), float(np.std([o["side"] for o in objects]))
+    return float(starts.std(axis=0, ddof=1).mean()), float(np.std([o["side"] for o in objects], ddof=1))
+
+
+DIVERSITY = ("start_spread", "size_spread")  # diversity's ratios to the training data's spread
+
+
+@functools.lru_cache(maxsize=8)
+def _truth_spread(prompt: str | Scene, shape: tuple[int, int, int], reference: int, seed: int) -> tuple[float, float]:
+    """The spread in `reference` rendered clips of the prompt (kept: a sweep asks for one prompt's many times)."""
+    scene = parse(prompt) if isinstance(prompt, str) else prompt
+    rng = np.random.default_rng(seed)
+    return _spread([read(render(scene_for(scene, rng), *shape)) for _ in range(reference)], min(shape[1:]))
 
 
 def diversity(videos: list[np.ndarray], prompt: str | Scene, reference: int = 64, seed: int = 0) -> dict:
     """How varied one prompt's videos are in what the prompt leaves free, against the training distribution: the
     spread of start position and of size over the videos, and the same over `reference` rendered clips of the
     prompt, read by the same judge (ratios near 1 match the training data; near 0 is one clip over and over)."""
-    scene = parse(prompt) if isinstance(prompt, str) else prompt
     frames, height, width = np.shape(videos[0])[:3]
-    rng = np.random.default_rng(seed)
-    truth = [read(render(scene_for(scene, rng), frames, height, width)) for _ in range(reference)]
     start, size = _spread([read(v) for v in videos], min(height, width))
-    start_ref, size_ref = _spread(truth, min(height, width))
+    start_ref, size_ref = _truth_spread(prompt, (frames, height, width), reference, seed)
     return {"start_spread": round(start / start_ref, 3), "size_spread": round(size / size_ref, 3),
             "start_px": round(start, 3), "size_px": round(size, 3), "start_px_truth": round(start_ref, 3),
             "size_px_truth": round(size_ref, 3)}
