@@ -4,7 +4,8 @@ Prompts of the model's grammar and their seeds are drawn from `--draw`; each is 
 model's defaults or the settings given (every `python -m stg compare` setting is a flag here too), both panels are
 judged (the model's world, `stg.judged`), and one table shows, per figure, the CFG panel beside the CFG + STG panel
 with the spread over prompts and the paired difference. `--scales` sweeps the guidance scales instead
-(`stg.scale_table`): CFG alone across w, STG alone across s, and CFG + STG at the settings given.
+(`stg.scale_table`): CFG alone across w, STG alone across s, and CFG + STG at the settings given; `--seeds K` sweeps
+them at K seeds a prompt and says how varied each point's videos are (the lab world's diversity figure).
 """
 
 from __future__ import annotations
