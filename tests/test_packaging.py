@@ -36,3 +36,50 @@ def test_an_editable_install_gives_the_package_and_the_stg_command_from_any_fold
     assert Path(module) == source / "stg" / "presets.py" and Path(weights) == source / "assets" / "shapes", found
     missing = subprocess.run([str(python), "-m", "stg"], cwd=elsewhere, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "usage: python -m stg" in missing.stderr  # not "No module named stg"
+
+
+def _declared() -> set[str]:
+    """The distributions requirements.txt names, and every one they require in turn (as installed here)."""
+    import importlib.metadata as metadata
+    import re
+
+    def name(requirement: str) -> str:
+        return re.split(r"[<>=!~;\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+    todo = [name(line) for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith(("#", "-"))]
+    seen: set[str] = set()
+    while todo:
+        dist = todo.pop()
+        if dist in seen:
+            continue
+        seen.add(dist)
+        try:
+            requires = metadata.requires(dist) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [name(r) for r in requires if "extra ==" not in r]
+    return seen
+
+
+def test_every_module_the_app_imports_is_in_the_requirements():
+    """What a Space installs (requirements.txt and what it pulls in) covers every import of the app and the engine,
+    so a module present on a development machine by chance cannot break a fresh install."""
+    import ast
+    import importlib.metadata as metadata
+
+    modules = set()
+    for path in [ROOT / "app.py", *(ROOT / "stg").rglob("*.py"), *(ROOT / "webapp").rglob("*.py")]:
+        if path.name == "parity_data.py":  # runs the original Open-Sora code in a session, with stand-ins
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - {"stg", "webapp", "app"}
+    owners = metadata.packages_distributions()
+    declared = _declared()
+    missing = {m: owners.get(m) for m in third_party
+               if not {d.lower().replace("_", "-") for d in owners.get(m, [m])} & declared}
+    assert not missing, f"imported but not in requirements.txt (nor required by what it names): {missing}"
