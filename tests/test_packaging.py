@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,8 +20,13 @@ def test_an_editable_install_gives_the_package_and_the_stg_command_from_any_fold
     shutil.copytree(ROOT / "stg", source / "stg", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "presets", source / "presets")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    # It sees this environment's packages (a venv's too, which --system-site-packages would skip) after its own.
+    inner = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    outer = sorted({sysconfig.get_paths()[kind] for kind in ("purelib", "platlib")})
+    Path(inner, "outer.pth").write_text("\n".join(outer) + "\n")
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
                               "--no-build-isolation", "--no-index", "-e", str(source)],
                              capture_output=True, text=True, timeout=300)

@@ -149,8 +149,9 @@ def _device(text: str) -> str:
                                              f"({torch.__version__}) is a CPU build: install a CUDA build, or use cpu")
         count = torch.cuda.device_count()
         if count == 0 or (device.index or 0) >= count:
+            instead = "cpu" if count == 0 else ("cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}")
             raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA GPU{'s' * (count != 1)} "
-                                             "that torch can use")
+                                             f"that torch can use: use {instead}")
     elif not getattr(getattr(torch, device.type, None), "is_available", lambda: True)():  # xpu, mps, ...
         raise argparse.ArgumentTypeError(f"{text!r}: torch finds no {device.type} device here")
     return text
