@@ -153,12 +153,14 @@ def evaluate(args) -> int:
         raise ValueError(f"--seeds must be at least 2 and the model's world must have a diversity figure (worlds with "
                          f"one: {with_one}); got {args.seeds} on {args.model}")
     backend, values = loaded(args, COMMANDS["compare"])
-    if args.scales or args.seeds:
-        from . import scale_table
+    if args.seeds:
+        from .scale_table import evaluate_diversity
 
-        if args.seeds:
-            return scale_table.evaluate_diversity(args, backend, values, world)
-        return scale_table.evaluate(args, backend, values, world)
+        return evaluate_diversity(args, backend, values, world)
+    if args.scales:
+        from .scale_table import evaluate as sweep
+
+        return sweep(args, backend, values, world)
 
     draw = np.random.default_rng(args.draw)
     records, started = [], time.perf_counter()

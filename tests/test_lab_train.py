@@ -1,5 +1,5 @@
-"""The lab model's training, end to end at test sizes: the loss falls, a resumed run repeats a straight one exactly,
-and the saved folder loads and generates at the lab's size."""
+"""The lab model's training, end to end at test sizes: the loss falls, a resumed run repeats a straight one exactly (on
+fresh clips and on reused pools of encoded ones), and the saved folder loads and generates at the lab's size."""
 
 from __future__ import annotations
 
@@ -38,6 +38,41 @@ def test_resumed_run_equals_a_straight_one(trained, tmp_path):
     commands = assert_resuming_repeats(train, trained, tmp_path / "pipe", 40, ARGS)
     assert [c["from"] for c in commands] == ["patch step 0", "transformer step 20"]
     assert all(c["command"].startswith("python -m stg.lab.train ") for c in commands)
+
+
+REUSE = ["--reuse", "2", "--pool-steps", "8"]
+
+
+@pytest.fixture(scope="module")
+def reused(tmp_path_factory) -> Path:
+    return run_training(train, tmp_path_factory.mktemp("reused") / "pipe", 40, [*ARGS, *REUSE])
+
+
+def test_reusing_encoded_clips_trains_and_resumes_exactly(trained, reused, tmp_path):
+    """`--reuse 2`: the transformer learns from pools of encoded clips, each clip serving two samples; the loss falls
+    as it does on fresh clips, and a run resumed inside a pool's round (step 20 of rounds of 8) repeats a straight
+    one."""
+    fresh, pooled = losses(trained, "transformer"), losses(reused, "transformer")
+    assert pooled[-10:].mean() < 0.8 * pooled[:10].mean()
+    assert not np.array_equal(fresh, pooled)
+    assert_resuming_repeats(train, reused, tmp_path / "pipe", 40, [*ARGS, *REUSE])
+
+
+def test_a_pool_serves_each_of_its_clips_reuse_times(reused):
+    import torch
+    from diffusers import LTXPipeline
+
+    from stg.shapes import train as trainer
+
+    args = trainer.parse_args(["--out", str(reused), *ARGS, *REUSE], train.LAB)
+    state = {"pipe": LTXPipeline.from_pretrained(reused, torch_dtype=torch.float32)}
+    latents, prompts, order = trainer.pool(state, args, 1)
+    assert len(latents) == len(prompts) == 8 * 4 // 2 and latents.shape[1:] == (8, 5, 4, 4)
+    assert np.bincount(order).tolist() == [2] * 16
+    batch, names = trainer.training_batch(state, args, 8 + 3, np.random.default_rng(0))
+    assert torch.equal(batch, latents[order[12:16]]) and names == [prompts[i] for i in order[12:16]]
+    with pytest.raises(SystemExit):
+        trainer.parse_args(["--out", str(reused), "--reuse", "0"], train.LAB)
 
 
 def test_saved_folder_generates_at_the_lab_size(trained):

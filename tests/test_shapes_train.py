@@ -66,3 +66,18 @@ def test_training_noise_shift_is_the_samplers():
     sampler.set_timesteps(sigmas=plain.numpy())
     torch.testing.assert_close(train.shifted(plain, 3.0), sampler.sigmas[:-1], rtol=1e-5, atol=1e-6)
     assert torch.equal(train.shifted(plain, 1.0), plain)
+
+
+def test_edge_loss_charges_a_blurred_edge_and_nothing_for_an_exact_one():
+    """`--edge-weight`: the loss on neighbouring pixels' differences is zero for a perfect reconstruction and grows with
+    the blur of a square's edges, where a moved edge and a blurred one cost the pixel loss alike."""
+    import torch
+
+    clip = torch.zeros(1, 3, 2, 16, 16)
+    clip[..., 4:12, 4:12] = 1.0  # a light square on mid grey, away from the frame's edges
+    weight = torch.ones_like(clip[:, :1])
+    kernel = torch.ones(3, 1, 1, 3, 3) / 9
+    blurred = torch.nn.functional.conv3d(clip, kernel, padding=(0, 1, 1), groups=3)
+    twice = torch.nn.functional.conv3d(blurred, kernel, padding=(0, 1, 1), groups=3)
+    assert train.edge_error(clip, clip, weight) == 0
+    assert 0 < train.edge_error(blurred, clip, weight) < train.edge_error(twice, clip, weight)

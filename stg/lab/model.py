@@ -23,12 +23,15 @@ class Sizes(shapes_model.TransformerSizes):
     latent: int = 48  # latent channels per token (16x16 pixels, 4 frames)
     patch: int = 4  # pixels per side of the VAE's input patches; two halvings follow
     vae_widths: tuple[int, int] = (32, 64)  # VAE channels after the 4x4 patches, and after the first halving
+    encoder_widths: tuple[int, int] = (32, 64)  # the same for the encoder alone, which decides what the latents keep
     vae_layers: tuple[int, int, int] = (1, 1, 1)  # resnets per block and in the mid block, encoder and decoder alike
 
 
 FULL = Sizes()
-TEST = Sizes(width=32, heads=2, layers=2, latent=8, vae_widths=(8, 16), text_width=16, text_layers=1)
-SIZES = {"full": FULL, "test": TEST}
+WIDE_ENCODER = Sizes(encoder_widths=(64, 128))
+TEST = Sizes(width=32, heads=2, layers=2, latent=8, vae_widths=(8, 16), encoder_widths=(8, 16), text_width=16,
+             text_layers=1)
+SIZES = {"full": FULL, "wide-encoder": WIDE_ENCODER, "test": TEST}
 
 
 def vae(sizes: Sizes):
@@ -36,7 +39,7 @@ def vae(sizes: Sizes):
 
     return AutoencoderKLLTXVideo(
         latent_channels=sizes.latent, patch_size=sizes.patch, patch_size_t=1,
-        block_out_channels=sizes.vae_widths, decoder_block_out_channels=sizes.vae_widths,
+        block_out_channels=sizes.encoder_widths, decoder_block_out_channels=sizes.vae_widths,
         down_block_types=("LTXVideoDownBlock3D",) * 2, layers_per_block=sizes.vae_layers,
         decoder_layers_per_block=sizes.vae_layers, spatio_temporal_scaling=(True, True),
         decoder_spatio_temporal_scaling=(True, True), decoder_inject_noise=(False,) * 3,

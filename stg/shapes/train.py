@@ -3,11 +3,13 @@
 The trainer serves any grammar-trained model: a `World` names its scenes, renderer, components and judge (the lab
 model's is in `stg.lab.train`). Two stages on clips rendered on the fly from fixed seeds: the VAE (reconstruction
 weighted toward the shape's pixels, which are a small part of each frame), then the text encoder and transformer
-together with the flow-matching loss that `LTXPipeline` samples with. A checkpoint is written every `--save-every` steps and a run started again with
-the same `--work` folder resumes from it, bit for bit; `--steps` may be raised to train on, and other options
-changed for the steps still to come. The pipeline is saved in fp16 to `--out` with each transformer checkpoint and
-at the end (swapped in whole, so the folder is always one consistent save), with `training.json` recording each
-command that trained it and from which step, the steps, device, time and the last evaluation.
+together with the flow-matching loss that `LTXPipeline` samples with (`--reuse R`: on pools of encoded clips, each
+used R times, to spend less of each step rendering and encoding). A checkpoint is written every `--save-every` steps
+and a run started again with the same `--work` folder resumes from it, bit for bit; `--steps` may be raised to train
+on, and other options changed for the steps still to come. The pipeline is saved in fp16 to `--out` with each
+transformer checkpoint and at the end (swapped in whole, so the folder is always one consistent save), with
+`training.json` recording each command that trained it and from which step, the steps, device, time and the last
+evaluation.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ MAX_TOKENS = 128  # LTXPipeline's default max_sequence_length: the prompt is pad
 DROP_PROMPT = 0.1  # share of training prompts replaced by "" so that CFG has an unconditional prediction
 EVAL_PROMPTS = 24
 STAGES = ("patch", "vae", "transformer")
-LATENT_NOISE = 0.1  # std of the noise added to latents while training the decoder, relative to theirs
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,23 @@ def parse_args(argv=None, world: World = SHAPES) -> argparse.Namespace:
     p.add_argument("--train-shift", type=float, default=1.0, help="shift of the training noise levels, as the "
                    "sampler's --shift shifts its steps: above 1, more training where the shape's place and path are "
                    "decided")
+    p.add_argument("--latent-noise", type=float, default=0.1, help="VAE stages: std of the noise added to the "
+                   "latents the decoder learns from, relative to theirs (default: 0.1)")
+    p.add_argument("--edge-weight", type=float, default=0.0, help="VAE stages: weight of the loss on differences of "
+                   "neighbouring pixels, against the pixel loss's blur (default: 0, the pixel loss alone)")
+    p.add_argument("--reuse", type=int, default=1, metavar="R", help="transformer stage: train on each encoded clip "
+                   "R times (with fresh noise each time) instead of rendering and encoding every batch anew; "
+                   "rendering and encoding are a third of a lab step's time on a CPU, so R 4 trains about 1.4 times "
+                   "as fast on fewer distinct clips (default: 1)")
+    p.add_argument("--pool-steps", type=int, default=500, help="with --reuse above 1: transformer steps served by one "
+                   "pool of encoded clips, so that a pool holds pool-steps x batch / reuse clips")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward passes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(**world.defaults, world=world)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.reuse < 1 or args.pool_steps < 1:
+        p.error(f"--reuse and --pool-steps must be at least 1; got {args.reuse} and {args.pool_steps}")
+    return args
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -124,11 +138,23 @@ def vae_step(state, args, step, frames: int, stage: int, lr: float) -> float:
     with autocast(args):
         z = vae.encode(x).latent_dist.mode()
         # A little noise on the latents keeps the decoder tolerant of a sampler's imperfect ones.
-        z = z + LATENT_NOISE * z.detach().float().std() * torch.randn(z.shape, generator=gen).to(z)
+        z = z + args.latent_noise * z.detach().float().std() * torch.randn(z.shape, generator=gen).to(z)
         recon = vae.decode(z).sample.float()
     error = recon - x
     loss = (weight * error.abs()).mean() + (weight * error.square()).mean()
+    if args.edge_weight:
+        loss = loss + args.edge_weight * edge_error(recon, x, weight)
     return optimise(state, loss, warmup=args.vae_warmup, lr=lr)
+
+
+def edge_error(recon: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted L1 between the clips' differences of neighbouring pixels, across and down: a blurred edge costs as
+    much as a misplaced one, where the pixel loss alone is content with a blur."""
+    total = 0.0
+    for axis in (-1, -2):
+        step = torch.diff(recon, dim=axis) - torch.diff(x, dim=axis)
+        total = total + (weight.narrow(axis, 1, weight.shape[axis] - 1) * step.abs()).mean()
+    return total
 
 
 def patch_step(state, args, step) -> float:
@@ -202,14 +228,45 @@ def encode_text(pipe, prompts: list[str], device) -> tuple[torch.Tensor, torch.T
     return embeds, tokens.attention_mask.to(device)
 
 
+def encoded(pipe, x: torch.Tensor) -> torch.Tensor:
+    """Clips as the transformer learns them: the VAE's latents (its mode), normalised as `LTXPipeline` does."""
+    with torch.no_grad():
+        latents = pipe.vae.encode(x).latent_dist.mode()
+        return pipe._normalize_latents(latents, pipe.vae.latents_mean, pipe.vae.latents_std)
+
+
+def training_batch(state, args, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[str]]:
+    """One step's latents and prompts: rendered and encoded now, or (with --reuse) drawn from the pool of its round."""
+    if args.reuse == 1:
+        x, prompts, _ = clips(args.world, rng, args.batch, args.frames, args.size)
+        return encoded(state["pipe"], x.to(args.device)), prompts
+    latents, prompts, order = pool(state, args, step // args.pool_steps)
+    index = order[(step % args.pool_steps) * args.batch:][:args.batch]
+    return latents[torch.from_numpy(index)].to(args.device), [prompts[i] for i in index]
+
+
+def pool(state, args, round_: int) -> tuple[torch.Tensor, list[str], np.ndarray]:
+    """The encoded clips of one round of `--pool-steps` steps, from (seed, round) alone, and the order in which the
+    round's steps take them: each clip `--reuse` times. Kept in memory for the round, rebuilt on resuming."""
+    if state.get("pool", (None,))[0] != round_:
+        rng, _ = rng_for(args.seed, 5, round_)
+        uses = args.pool_steps * args.batch
+        count = -(-uses // args.reuse)
+        latents, prompts = [], []
+        for start in range(0, count, args.batch):
+            x, names, _ = clips(args.world, rng, min(args.batch, count - start), args.frames, args.size)
+            latents.append(encoded(state["pipe"], x.to(args.device)).cpu())
+            prompts += names
+        order = rng.permutation(np.tile(np.arange(count), args.reuse))[:uses]
+        state["pool"] = (round_, torch.cat(latents), prompts, order)
+    return state["pool"][1:]
+
+
 def transformer_step(state, args, step) -> float:
     pipe = state["pipe"]
     rng, gen = rng_for(args.seed, 2, step)
-    x, prompts, _ = clips(args.world, rng, args.batch, args.frames, args.size)
+    latents, prompts = training_batch(state, args, step, rng)
     prompts = ["" if drop else p for p, drop in zip(prompts, rng.uniform(size=len(prompts)) < DROP_PROMPT)]
-    with torch.no_grad():
-        latents = pipe.vae.encode(x.to(args.device)).latent_dist.mode()
-        latents = pipe._normalize_latents(latents, pipe.vae.latents_mean, pipe.vae.latents_std)
     b, c, f, h, w = latents.shape
     x0 = pipe._pack_latents(latents, 1, 1)
     noise = torch.randn(x0.shape, generator=gen).to(x0)
