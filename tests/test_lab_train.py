@@ -116,3 +116,42 @@ def test_the_vae_ceiling_judges_clips_as_rendered_and_after_the_round_trip(capsy
     assert shares["round trip"]["colour"] >= 7 / 8 and shares["round trip"]["background"] >= 7 / 8
     assert ceiling.main(["--clips", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[0].split()[2:] == list(judge.ATTRIBUTES)
+
+
+def test_the_ceiling_sheet_shows_each_clip_beside_its_round_trip(tmp_path):
+    """`--sheet PNG`: one row per clip of the seed, frames 8 and 16 each as rendered and as round-tripped."""
+    from diffusers import AutoencoderKLLTXVideo
+    from PIL import Image
+
+    from stg.lab import ceiling, world
+    from stg.lab.model import SHIPPED
+
+    vae = AutoencoderKLLTXVideo.from_pretrained(SHIPPED, subfolder="vae").eval()
+    rows = ceiling.sheet(vae, rows=2, seed=5)
+    rng = np.random.default_rng(5)
+    for row in range(2):
+        scene = world.random_scene(rng)
+        clip, line = world.render(scene), rows[64 * row:64 * (row + 1)]
+        assert np.array_equal(line[:, :64], clip[8]) and np.array_equal(line[:, 128:192], clip[16])
+        assert np.array_equal(line[:, 64:128], ceiling.round_trip(vae, clip)[8])
+    assert ceiling.main(["--clips", "1", "--sheet", str(tmp_path / "sheet.png")]) == 0
+    assert Image.open(tmp_path / "sheet.png").size == (4 * 64 * 3, 6 * 64 * 3)
+
+
+def test_fine_latents_size_trains_and_generates_through_8x8_latents(tmp_path):
+    """`--sizes fine-latents`: its VAE compresses space 8x into 12 channels, so 17 frames of 64x64 are 5 latent frames
+    of 8x8, 320 tokens; two steps of each stage train, and the saved folder generates at the lab's size."""
+    import stg
+
+    folder = run_training(train, tmp_path / "pipe", 2, ["--sizes", "fine-latents", "--vae-batch", "2", "--batch", "2",
+                                                        "--vae-steps", "2", "--eval-every", "0", "--threads", "1"])
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    assert vae["patch_size"] * 2 ** sum(vae["spatio_temporal_scaling"]) == 8 and vae["latent_channels"] == 12
+    assert len(losses(folder, "transformer")) == 2
+    tokens = []
+    backend = stg.Backend.load(str(folder))
+    backend.pipe.transformer.register_forward_pre_hook(
+        lambda _, args, kwargs: tokens.append(kwargs["hidden_states"].shape[1]), with_kwargs=True)
+    video = backend.generate("a small red square moving up slowly on a plain black background", stg.Guidance(1.0),
+                             steps=2, num_frames=17, height=64, width=64)
+    assert video.frames.shape == (17, 64, 64, 3) and tokens == [320, 320]

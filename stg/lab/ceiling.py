@@ -1,8 +1,9 @@
-"""What the lab VAE lets through: `python -m stg.lab.ceiling [--clips N] [--model DIR]`.
+"""What the lab VAE lets through: `python -m stg.lab.ceiling [--clips N] [--model DIR] [--sheet PNG]`.
 
 Rendered clips of random scenes, judged as they are and after an encode-decode round trip through the model's VAE.
 No transformer can draw what its VAE cannot decode, so the round trip's share right per attribute is the model's
-ceiling: an attribute the round trip loses is the VAE's to fix, not guidance's.
+ceiling: an attribute the round trip loses is the VAE's to fix, not guidance's. `--sheet` also draws the first few
+clips' frames beside their round trips, to see how it loses them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 import numpy as np
 import torch
+from PIL import Image
 from diffusers import AutoencoderKLLTXVideo
 
 from . import judge, world
@@ -40,13 +42,30 @@ def ceiling(vae, clips: int, seed: int = 0) -> dict[str, dict[str, float]]:
     return {name: {a: count / clips for a, count in counts.items()} for name, counts in right.items()}
 
 
+def sheet(vae, rows: int = 6, seed: int = 0, frames: tuple[int, ...] = (8, 16)) -> np.ndarray:
+    """The first `rows` scenes of `seed` (the ones `ceiling` judges first), one row each: every frame in `frames`
+    as rendered, then after the round trip."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(rows):
+        clip = world.render(world.random_scene(rng))
+        decoded = round_trip(vae, clip)
+        lines.append(np.concatenate([video[f] for f in frames for video in (clip, decoded)], axis=1))
+    return np.concatenate(lines, axis=0)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stg.lab.ceiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=48, help="random scenes to judge (default: 48)")
     parser.add_argument("--model", default=str(SHIPPED), help="the pipeline folder whose vae/ to use")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scenes (default: 0)")
+    parser.add_argument("--sheet", help="also write a PNG of the first six clips' frames 8 and 16, each as rendered "
+                        "and after the round trip, three times enlarged")
     args = parser.parse_args(argv)
     vae = AutoencoderKLLTXVideo.from_pretrained(args.model, subfolder="vae").eval()
+    if args.sheet:
+        image = Image.fromarray(sheet(vae, seed=args.seed))
+        image.resize((image.width * 3, image.height * 3), Image.NEAREST).save(args.sheet)
     shares = ceiling(vae, args.clips, args.seed)
     print(f"{'share right':<12}" + "".join(f"{a:>11}" for a in judge.ATTRIBUTES))
     for name, right in shares.items():
