@@ -31,7 +31,7 @@ class Sizes(shapes_model.TransformerSizes):
 
 FULL = Sizes()
 WIDE_ENCODER = Sizes(encoder_widths=(64, 128))
-FINE_LATENTS = Sizes(latent=12, patch=2, vae_widths=(16, 32), encoder_widths=(16, 32))  # as many VAE FLOPs as FULL
+FINE_LATENTS = Sizes(latent=12, patch=2, vae_widths=(16, 32), encoder_widths=(16, 32))  # about FULL's VAE work a step
 TEST = Sizes(width=32, heads=2, layers=2, latent=8, vae_widths=(8, 16), encoder_widths=(8, 16), text_width=16,
              text_layers=1)
 SIZES = {"full": FULL, "wide-encoder": WIDE_ENCODER, "fine-latents": FINE_LATENTS, "test": TEST}
