@@ -28,14 +28,20 @@ def round_trip(vae, clip: np.ndarray) -> np.ndarray:
     return ((decoded[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
-def ceiling(vae, clips: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Share right per attribute of `clips` random scenes, rendered and round-tripped."""
+def round_trips(vae, clips: int, seed: int):
+    """The first `clips` random scenes of `seed`, each with its rendered clip and that clip's round trip."""
     rng = np.random.default_rng(seed)
-    right = {"rendered": dict.fromkeys(judge.ATTRIBUTES, 0), "round trip": dict.fromkeys(judge.ATTRIBUTES, 0)}
     for _ in range(clips):
         scene = world.random_scene(rng)
         clip = world.render(scene)
-        for name, frames in (("rendered", clip), ("round trip", round_trip(vae, clip))):
+        yield scene, clip, round_trip(vae, clip)
+
+
+def ceiling(vae, clips: int, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Share right per attribute of `clips` random scenes, rendered and round-tripped."""
+    right = {"rendered": dict.fromkeys(judge.ATTRIBUTES, 0), "round trip": dict.fromkeys(judge.ATTRIBUTES, 0)}
+    for scene, clip, decoded in round_trips(vae, clips, seed):
+        for name, frames in (("rendered", clip), ("round trip", decoded)):
             verdict = judge.judge(frames, scene)
             for attribute in judge.ATTRIBUTES:
                 right[name][attribute] += verdict[f"{attribute}_ok"]
@@ -45,12 +51,8 @@ def ceiling(vae, clips: int, seed: int = 0) -> dict[str, dict[str, float]]:
 def sheet(vae, rows: int = 6, seed: int = 0, frames: tuple[int, ...] = (8, 16)) -> np.ndarray:
     """The first `rows` scenes of `seed` (the ones `ceiling` judges first), one row each: every frame in `frames`
     as rendered, then after the round trip."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for _ in range(rows):
-        clip = world.render(world.random_scene(rng))
-        decoded = round_trip(vae, clip)
-        lines.append(np.concatenate([video[f] for f in frames for video in (clip, decoded)], axis=1))
+    lines = [np.concatenate([video[f] for f in frames for video in (clip, decoded)], axis=1)
+             for _, clip, decoded in round_trips(vae, rows, seed)]
     return np.concatenate(lines, axis=0)
 
 

@@ -24,8 +24,8 @@ class Sizes(shapes_model.TransformerSizes):
 
     latent: int = 48  # latent channels per token (4 patches by 4 in space, 4 frames: 16x16 pixels at patch 4)
     patch: int = 4  # pixels per side of the VAE's input patches; two halvings follow
-    vae_widths: tuple[int, int] = (32, 64)  # VAE channels after the 4x4 patches, and after the first halving
-    encoder_widths: tuple[int, int] = (32, 64)  # the same for the encoder alone, which decides what the latents keep
+    vae_widths: tuple[int, int] = (32, 64)  # decoder channels at the patches' resolution, and one halving down
+    encoder_widths: tuple[int, int] = (32, 64)  # the same for the encoder, which decides what the latents keep
     vae_layers: tuple[int, int, int] = (1, 1, 1)  # resnets per block and in the mid block, encoder and decoder alike
 
 
