@@ -138,6 +138,19 @@ def test_the_ceiling_sheet_shows_each_clip_beside_its_round_trip(tmp_path):
     assert Image.open(tmp_path / "sheet.png").size == (4 * 64 * 3, 6 * 64 * 3)
 
 
+def test_vae_learning_rate_decays_linearly_to_zero_from_the_named_step(tmp_path):
+    """`--vae-decay-from 3` with `--vae-steps 6`: the context stage's first three steps take the full rate, the last
+    three fall linearly toward zero; the log records each step's rate, and the transformer stage's is untouched."""
+    folder = run_training(train, tmp_path / "pipe", 2, ["--sizes", "test", "--vae-batch", "2", "--batch", "2",
+                                                        "--vae-steps", "6", "--vae-decay-from", "3", "--vae-warmup", "1",
+                                                        "--context-lr", "3e-3", "--warmup", "1", "--lr", "2e-3",
+                                                        "--eval-every", "0", "--threads", "1"])
+    log = [json.loads(line) for line in (Path(f"{folder}.work") / "log.jsonl").read_text().splitlines()]
+    rates = {stage: [e["lr"] for e in log if e["stage"] == stage] for stage in ("vae", "transformer")}
+    np.testing.assert_allclose(rates["vae"], [3e-3, 3e-3, 3e-3, 3e-3, 2e-3, 1e-3], rtol=1e-5)
+    assert rates["transformer"] == [2e-3, 2e-3]
+
+
 def test_fine_latents_size_trains_and_generates_through_8x8_latents(tmp_path):
     """`--sizes fine-latents`: its VAE compresses space 8x into 12 channels, so 17 frames of 64x64 are 5 latent frames
     of 8x8, 320 tokens; two steps of each stage train, and the saved folder generates at the lab's size."""

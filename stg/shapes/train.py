@@ -77,6 +77,9 @@ def parse_args(argv=None, world: World = SHAPES) -> argparse.Namespace:
     p.add_argument("--vae-lr", type=float, default=1e-3, help="learning rate of the patch stage")
     p.add_argument("--context-lr", type=float, default=1e-4,
                    help="learning rate of the VAE's context stage: small, as it starts from a trained autoencoder")
+    p.add_argument("--vae-decay-from", type=int, default=0, help="VAE context stage: the step from which its learning "
+                   "rate falls linearly to zero at --vae-steps, which settles the weights where a constant rate keeps "
+                   "trading one attribute for another (0: constant)")
     p.add_argument("--warmup", type=int, default=200, help="transformer steps of linear learning-rate warm-up")
     p.add_argument("--vae-warmup", type=int, default=100)
     p.add_argument("--frames", type=int, default=9)
@@ -165,7 +168,16 @@ def patch_step(state, args, step) -> float:
 
 def context_step(state, args, step) -> float:
     """The whole VAE, neighbouring patches and frames included."""
-    return vae_step(state, args, step, frames=args.vae_frames, stage=0, lr=args.context_lr)
+    lr = args.context_lr * decayed(step, args.vae_decay_from, args.vae_steps)
+    return vae_step(state, args, step, frames=args.vae_frames, stage=0, lr=lr)
+
+
+def decayed(step: int, start: int, end: int) -> float:
+    """The share of the learning rate left at `step`: all of it before `start` (or when `start` is 0), then falling
+    linearly to zero at `end`."""
+    if not start or step < start:
+        return 1.0
+    return max(0.0, (end - step) / max(end - start, 1))
 
 
 def _convolutions(vae):
@@ -466,7 +478,7 @@ def main(argv=None, world: World = SHAPES) -> int:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 entry = {"stage": stage, "step": state["step"], "loss": round(loss, 6),
-                         "seconds": round(state["seconds"], 1)}
+                         "lr": float(f"{state['opt'].param_groups[0]['lr']:.6g}"), "seconds": round(state["seconds"], 1)}
                 if stage == "transformer" and args.eval_every and state["step"] % args.eval_every == 0:
                     evaluation = entry["eval"] = evaluate(ema_pipeline(state, args), args)
                     bar.write(f"step {state['step']}: {evaluation}")
