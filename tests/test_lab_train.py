@@ -142,9 +142,9 @@ def test_vae_learning_rate_decays_linearly_to_zero_from_the_named_step(tmp_path)
     """`--vae-decay-from 3` with `--vae-steps 6`: the context stage's first three steps take the full rate, the last
     three fall linearly toward zero; the log records each step's rate, and the transformer stage's is untouched."""
     folder = run_training(train, tmp_path / "pipe", 2, ["--sizes", "test", "--vae-batch", "2", "--batch", "2",
-                                                        "--vae-steps", "6", "--vae-decay-from", "3", "--vae-warmup", "1",
-                                                        "--context-lr", "3e-3", "--warmup", "1", "--lr", "2e-3",
-                                                        "--eval-every", "0", "--threads", "1"])
+                                                        "--vae-steps", "6", "--vae-decay-from", "3",
+                                                        "--vae-warmup", "1", "--context-lr", "3e-3", "--warmup", "1",
+                                                        "--lr", "2e-3", "--eval-every", "0", "--threads", "1"])
     log = [json.loads(line) for line in (Path(f"{folder}.work") / "log.jsonl").read_text().splitlines()]
     rates = {stage: [e["lr"] for e in log if e["stage"] == stage] for stage in ("vae", "transformer")}
     np.testing.assert_allclose(rates["vae"], [3e-3, 3e-3, 3e-3, 3e-3, 2e-3, 1e-3], rtol=1e-5)

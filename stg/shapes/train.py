@@ -478,7 +478,8 @@ def main(argv=None, world: World = SHAPES) -> int:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 entry = {"stage": stage, "step": state["step"], "loss": round(loss, 6),
-                         "lr": float(f"{state['opt'].param_groups[0]['lr']:.6g}"), "seconds": round(state["seconds"], 1)}
+                         "lr": float(f"{state['opt'].param_groups[0]['lr']:.6g}"),
+                         "seconds": round(state["seconds"], 1)}
                 if stage == "transformer" and args.eval_every and state["step"] % args.eval_every == 0:
                     evaluation = entry["eval"] = evaluate(ema_pipeline(state, args), args)
                     bar.write(f"step {state['step']}: {evaluation}")
