@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stg.lab import train
-from trained_worlds import assert_resuming_repeats, losses
+from trained_worlds import assert_resuming_repeats, logged
 from trained_worlds import train as run_training
 
 ARGS = ["--sizes", "test", "--vae-batch", "8", "--batch", "4", "--vae-steps", "30", "--eval-every", "0",
@@ -28,8 +28,8 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_losses_fall(trained):
-    vae, transformer = losses(trained, "vae"), losses(trained, "transformer")
-    assert (len(losses(trained, "patch")), len(vae), len(transformer)) == (0, 30, 40)
+    vae, transformer = logged(trained, "vae"), logged(trained, "transformer")
+    assert (len(logged(trained, "patch")), len(vae), len(transformer)) == (0, 30, 40)
     assert vae[-10:].mean() < 0.9 * vae[:10].mean()
     assert transformer[-10:].mean() < 0.8 * transformer[:10].mean()
 
@@ -52,7 +52,7 @@ def test_reusing_encoded_clips_trains_and_resumes_exactly(trained, reused, tmp_p
     """`--reuse 2`: the transformer learns from pools of encoded clips, each clip serving two samples; the loss falls
     as it does on fresh clips, and a run resumed inside a pool's round (step 20 of rounds of 8) repeats a straight
     one."""
-    fresh, pooled = losses(trained, "transformer"), losses(reused, "transformer")
+    fresh, pooled = logged(trained, "transformer"), logged(reused, "transformer")
     assert pooled[-10:].mean() < 0.8 * pooled[:10].mean()
     assert not np.array_equal(fresh, pooled)
     assert_resuming_repeats(train, reused, tmp_path / "pipe", 40, [*ARGS, *REUSE])
@@ -145,10 +145,8 @@ def test_vae_learning_rate_decays_linearly_to_zero_from_the_named_step(tmp_path)
                                                         "--vae-steps", "6", "--vae-decay-from", "3",
                                                         "--vae-warmup", "1", "--context-lr", "3e-3", "--warmup", "1",
                                                         "--lr", "2e-3", "--eval-every", "0", "--threads", "1"])
-    log = [json.loads(line) for line in (Path(f"{folder}.work") / "log.jsonl").read_text().splitlines()]
-    rates = {stage: [e["lr"] for e in log if e["stage"] == stage] for stage in ("vae", "transformer")}
-    np.testing.assert_allclose(rates["vae"], [3e-3, 3e-3, 3e-3, 3e-3, 2e-3, 1e-3], rtol=1e-5)
-    assert rates["transformer"] == [2e-3, 2e-3]
+    np.testing.assert_allclose(logged(folder, "vae", "lr"), [3e-3, 3e-3, 3e-3, 3e-3, 2e-3, 1e-3], rtol=1e-5)
+    assert logged(folder, "transformer", "lr").tolist() == [2e-3, 2e-3]
 
 
 def test_fine_latents_size_trains_and_generates_through_8x8_latents(tmp_path):
@@ -160,7 +158,7 @@ def test_fine_latents_size_trains_and_generates_through_8x8_latents(tmp_path):
                                                         "--vae-steps", "2", "--eval-every", "0", "--threads", "1"])
     vae = json.loads((folder / "vae" / "config.json").read_text())
     assert vae["patch_size"] * 2 ** sum(vae["spatio_temporal_scaling"]) == 8 and vae["latent_channels"] == 12
-    assert len(losses(folder, "transformer")) == 2
+    assert len(logged(folder, "transformer")) == 2
     tokens = []
     backend = stg.Backend.load(str(folder))
     backend.pipe.transformer.register_forward_pre_hook(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stg.shapes import train
-from trained_worlds import assert_resuming_repeats, losses
+from trained_worlds import assert_resuming_repeats, logged
 from trained_worlds import train as run_training
 
 ARGS = ["--sizes", "test", "--size", "32", "--vae-batch", "8", "--batch", "4", "--patch-steps", "120", "--vae-steps", "10",
@@ -27,7 +27,7 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_losses_fall(trained):
-    patch, vae, transformer = (losses(trained, stage) for stage in ("patch", "vae", "transformer"))
+    patch, vae, transformer = (logged(trained, stage) for stage in ("patch", "vae", "transformer"))
     assert (len(patch), len(vae), len(transformer)) == (120, 10, 60)
     assert patch[-30:].mean() < 0.8 * patch[:30].mean()
     assert transformer[-15:].mean() < 0.8 * transformer[:15].mean()

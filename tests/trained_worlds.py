@@ -33,10 +33,11 @@ def train(module, out: Path, steps: int, args: list[str]) -> Path:
     return out
 
 
-def losses(folder: Path, stage: str) -> np.ndarray:
-    """The logged losses of one stage of the run that wrote `folder`."""
+def logged(folder: Path, stage: str, field: str = "loss") -> np.ndarray:
+    """One logged field (the loss, or the learning rate: "lr") of each step of one stage of the run that wrote
+    `folder`."""
     log = Path(f"{folder}.work") / "log.jsonl"
-    return np.array([e["loss"] for e in map(json.loads, log.read_text().splitlines()) if e["stage"] == stage])
+    return np.array([e[field] for e in map(json.loads, log.read_text().splitlines()) if e["stage"] == stage])
 
 
 def assert_resuming_repeats(module, straight: Path, folder: Path, steps: int, args: list[str]) -> list[dict]:
@@ -50,5 +51,5 @@ def assert_resuming_repeats(module, straight: Path, folder: Path, steps: int, ar
         assert a.keys() == b.keys(), part
         for key in a:
             assert (a[key] == b[key]).all(), f"{part}.{key}"
-    np.testing.assert_array_equal(losses(straight, "transformer"), losses(folder, "transformer"))
+    np.testing.assert_array_equal(logged(straight, "transformer"), logged(folder, "transformer"))
     return json.loads((folder / "training.json").read_text())["commands"]
