@@ -128,7 +128,8 @@ class Backend:
     @classmethod
     def load(cls, model: str, device=None, dtype=None, *, pipeline: str | None = None, offload: bool = False,
              vae_tiling: bool = False, fp8: bool = False) -> "Backend":
-        """model: a preset key, a hub id, or a local diffusers pipeline folder.
+        """model: a preset key, a hub id, or a local diffusers pipeline folder (one a judged world's trainer wrote
+        gets that world's preset: `presets.find`).
 
         pipeline: a diffusers pipeline class name to load the weights with instead of the one the model names
         (e.g. "LTXImageToVideoPipeline" for LTX-Video text-to-video weights). fp8: keep the transformers' weights
@@ -136,7 +137,7 @@ class Backend:
         """
         families.check_presets(presets.all_presets())
         device, dtype = _default_device_dtype(device, dtype)
-        preset = presets.get(model)
+        preset = presets.find(model)
         if preset is not None:
             source, class_name = _preset_source(preset), preset.pipeline
         else:

@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "of the prompt; a table, a CSV and plots as MODEL-diversity (worlds with a diversity "
                              "figure: lab)")
     parser.add_argument("--out", metavar="DIR", default="assets/scales",
-                        help="with --scales: where MODEL.md, MODEL.csv and MODEL.png go (default: assets/scales)")
+                        help="with --scales: where MODEL.md, MODEL.csv and MODEL.png go (MODEL: the key, or the "
+                             "folder's name; default: assets/scales)")
     parser.add_argument("--panels-per-run", type=int, default=None, metavar="N",
                         help="with --scales: panels denoised together in one batched run (default: all of a prompt's)")
     parser.add_argument("--cache-rows", choices=list(CACHE_ROWS), default="all",
@@ -112,12 +113,19 @@ def summarise(records: list[dict], world: judged.World) -> list[dict]:
         cfg, stg = ([r[panel][name] for r in records] for panel in ("cfg", "stg"))
         paired = [y - x for x, y in zip(cfg, stg) if x is not None and y is not None]
         (a, sa, _), (b, sb, _), diff = intervals.mean(cfg), intervals.mean(stg), intervals.mean(paired)
-        rows.append({"figure": f"{name} ({figure.unit.strip() or 'RGB'})", "cfg": a, "cfg_pm": sa, "stg": b,
-                     "stg_pm": sb, "diff": diff[0], "diff_pm": diff[2]})
+        label = f"{name} ({figure.unit.strip()})" if figure.unit.strip() else name
+        rows.append({"figure": label, "cfg": a, "cfg_pm": sa, "stg": b, "stg_pm": sb, "diff": diff[0],
+                     "diff_pm": diff[2]})
     apart = intervals.mean([r["apart"] for r in records])
     rows.append({"figure": "panels apart (mean |CFG - STG|, /255)", "cfg": math.nan, "cfg_pm": math.nan,
                  "stg": math.nan, "stg_pm": math.nan, "diff": apart[0], "diff_pm": apart[1]})
     return rows
+
+
+def better(world: judged.World) -> str:
+    """Which way each quality figure is better, in words for the table's key."""
+    higher = [name for name, figure in world.quality.items() if figure.higher_is_better]
+    return "lower is better" + (f" ({', '.join(higher)}: higher)" if higher else "")
 
 
 def cell(row: dict, key: str, signed: bool = False) -> str:
@@ -191,7 +199,7 @@ def evaluate(args) -> int:
         print(f"{'figure':<38} {'CFG':>16} {'CFG + STG':>16}")
         print("\n".join(f"{r['figure']:<38} {cell(r, 'cfg', signed=True):>16} {cell(r, 'stg', signed=True):>16}"
                         for r in cache_effect(records, world)))
-    print("Shares: [95% Wilson interval]. Quality figures, lower is better: mean ± standard deviation over prompts. "
+    print(f"Shares: [95% Wilson interval]. Quality figures, {better(world)}: mean ± standard deviation over prompts. "
           "STG - CFG: paired mean ± 95% interval.")
     if args.json:
         with open(args.json, "w") as handle:

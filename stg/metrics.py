@@ -54,6 +54,7 @@ class Figure:
     help: str = ""
     relative: bool = True  # shown with its change against the CFG panel's, in percent
     text: bool = False  # words (what a judge read), not a number: kept out of printed tables and means
+    higher_is_better: bool = False  # most figures are distances or spreads: lower is truer
 
     def number(self, value) -> str:
         """The value as shown under a video: two decimals, none from 100 up; a dash where nothing was measured."""
@@ -77,7 +78,8 @@ VIDEO = FigureSet(
                "pixels whose change the flow explains)"),
         Figure("flicker", "", "mean absolute change of the frame brightness from one frame to the next (0-255; "
                "lower is steadier)"),
-        Figure("sharpness", "", "mean variance of the Laplacian of each frame (higher is crisper)"),
+        Figure("sharpness", "", "mean variance of the Laplacian of each frame (higher is crisper)",
+               higher_is_better=True),
     ),
     lambda frames, settings: figures(frames),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import import_module
 from pathlib import Path
@@ -103,6 +103,17 @@ def all_presets() -> dict[str, Preset]:
 
 def get(key: str) -> Preset | None:
     return all_presets().get(key)
+
+
+def find(model: str) -> Preset | None:
+    """The preset of a key, or of a folder a judged world's trainer wrote: that world's preset with the folder's
+    weights, so a model in training loads at its world's sizes and is judged as the shipped one is."""
+    from . import judged
+
+    world = None if model in all_presets() else judged.trained_world(model)
+    if world is None:
+        return get(model)
+    return replace(all_presets()[world], source=str(Path(model).expanduser().resolve()))
 
 
 def for_pipeline(pipeline: str) -> Preset | None:

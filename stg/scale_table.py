@@ -69,9 +69,9 @@ def evaluate(args, backend, values: dict, world) -> int:
         videos = scales.run(backend, base, sweep, args.panels_per_run)
         records.append([{**world.judge(v.frames, prompt), "motion": metrics.motion(v.frames)} for v in videos])
         rows = summary(sweep, records, [*world.attributes, "all"], [*world.quality, "motion"])
-        title, text = _write(args, base, rows, f"{len(records)} prompts", args.model)
+        title, text = _write(args, base, rows, f"{len(records)} prompts", Path(args.model).name)
         print(f"\r{index + 1}/{args.prompts} prompts, {time.perf_counter() - started:.0f} s", end="", file=sys.stderr)
-    return _report(args, title, text, args.model, started)
+    return _report(args, title, text, Path(args.model).name, started)
 
 
 def evaluate_diversity(args, backend, values: dict, world) -> int:

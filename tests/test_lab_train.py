@@ -87,6 +87,34 @@ def test_saved_folder_generates_at_the_lab_size(trained):
     assert video.frames.shape == (17, 64, 64, 3)
 
 
+def test_a_trained_folder_loads_and_is_judged_as_the_lab_model(trained, tmp_path, capsys):
+    """A folder the lab trainer wrote gets the lab preset (its sizes, figures and world) with its own weights, so
+    `python -m stg.evaluate --model FOLDER` judges a model in training; the same folder without its training record
+    is a plain LTX-Video folder, with no ground truth."""
+    import shutil
+
+    import stg
+    from stg import evaluate, judged, presets
+    from stg.lab import judge
+
+    preset = presets.find(str(trained))
+    assert (preset.key, preset.source, preset.figures) == ("lab", str(trained.resolve()), ("video", "lab"))
+    assert preset.defaults == presets.get("lab").defaults and judged.world(str(trained)).attributes == judge.ATTRIBUTES
+    backend = stg.Backend.load(str(trained))
+    assert backend.preset == preset and backend.model == str(trained)
+    assert evaluate.main(["--model", str(trained), "--prompts", "2", "--steps", "2", "--stg-blocks", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{trained}: 2 prompts (draw 0), 2 steps, 17 frames of 64x64")
+    assert all(f"{name} right, %" in out for name in judge.ATTRIBUTES)
+    assert "\nshape_iou " in out and "lower is better (shape_iou: higher)" in out  # an overlap: no unit, higher truer
+    plain = tmp_path / "plain"
+    shutil.copytree(trained, plain)
+    (plain / "training.json").unlink()
+    assert presets.find(str(plain)) is None and not judged.has_world(str(plain))
+    assert evaluate.main(["--model", str(plain), "--prompts", "1"]) == 2
+    assert "has no ground truth to judge against" in capsys.readouterr().err
+
+
 def test_the_lab_preset_loads_the_shipped_folder_offline():
     import stg
     from stg.lab.model import SHIPPED

@@ -65,7 +65,7 @@ def loaded(args, command: inputs.Command, before_load: Callable[[], None] = lamb
     """The model, and the command's settings from the flags (defaults filled, text parsed) but for the prompt; the
     settings that need no model are checked before the load, where the model is a preset, then `before_load` runs."""
     values = {s.name: getattr(args, s.name) for s in command.settings if hasattr(args, s.name) and s.name != "prompt"}
-    known = presets.get(args.model)
+    known = presets.find(args.model)
     if known is not None:  # bad settings before a long load
         with _flags():
             values = inputs.read(command, values, Model.before_loading(known))
@@ -85,7 +85,7 @@ def _tasks(args, prompts: list[tuple[str, str]]) -> tuple[Backend, list[Task]]:
         if prompt is None:  # neither --prompt nor --prompts-file: the model, once known, says whether it needs one
             from ..families import for_pipeline
 
-            known = presets.get(args.model)
+            known = presets.find(args.model)
             if known is not None and for_pipeline(known.pipeline).takes_prompt:
                 raise UsageError("--prompt or --prompts-file is required (only a model that makes video from an "
                                  "image alone, such as SVD, takes neither)")

@@ -25,7 +25,8 @@ QUALITY = {
     "speed_err": Figure("speed_err", "%", "distance of the objects' mean speed from the prompt's true speed, percent "
                         "of it (lower is truer)"),
     "shape_iou": Figure("shape_iou", "", "overlap (intersection over union, 0-1) of each object with the rendered "
-                        "outline of its class fitted to it, mean over frames (higher is truer to the shape)"),
+                        "outline of its class fitted to it, mean over frames (higher is truer to the shape)",
+                        higher_is_better=True),
     **{name: SHAPE_QUALITY[name] for name in ("edge_px", "area_var", "colour_err")},
 }
 _SHADES = np.array([shade for pair in BACKGROUNDS.values() for shade in pair], dtype=np.float32)  # [6, 3]

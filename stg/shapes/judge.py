@@ -20,7 +20,7 @@ QUALITY = {
                        "is steadier)"),
     "path_px": Figure("path_px", " px", "distance of the shape's centre from a straight path at a steady speed, RMS "
                       "(lower is straighter)"),
-    "colour_err": Figure("colour_err", "", "distance of the shape's inside from its palette colour in RGB units, "
+    "colour_err": Figure("colour_err", " RGB", "distance of the shape's inside from its palette colour in RGB units, "
                          "0-441 (lower is purer)"),
 }
 _PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
