@@ -113,7 +113,9 @@ def find(model: str) -> Preset | None:
     world = None if model in all_presets() else judged.trained_world(model)
     if world is None:
         return get(model)
-    return replace(all_presets()[world], source=str(Path(model).expanduser().resolve()))
+    preset = all_presets()[world]
+    measured = f"(measured on the shipped `{world}` model, not on these weights) " if preset.look_for else ""
+    return replace(preset, source=str(Path(model).expanduser().resolve()), look_for=measured + preset.look_for)
 
 
 def for_pipeline(pipeline: str) -> Preset | None:

@@ -100,6 +100,7 @@ def test_a_trained_folder_loads_and_is_judged_as_the_lab_model(trained, tmp_path
     preset = presets.find(str(trained))
     assert (preset.key, preset.source, preset.figures) == ("lab", str(trained.resolve()), ("video", "lab"))
     assert preset.defaults == presets.get("lab").defaults and judged.world(str(trained)).attributes == judge.ATTRIBUTES
+    assert preset.look_for.startswith("(measured on the shipped `lab` model, not on these weights) small differences")
     backend = stg.Backend.load(str(trained))
     assert backend.preset == preset and backend.model == str(trained)
     assert evaluate.main(["--model", str(trained), "--prompts", "2", "--steps", "2", "--stg-blocks", "1"]) == 0
