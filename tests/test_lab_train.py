@@ -40,6 +40,27 @@ def test_resumed_run_equals_a_straight_one(trained, tmp_path):
     assert all(c["command"].startswith("python -m stg.lab.train ") for c in commands)
 
 
+def test_a_run_stopped_past_its_checkpoint_logs_each_step_once(trained, tmp_path):
+    """A run killed after its checkpoint at step 40 has logged steps 41-43; resumed, it takes them again, and its log
+    keeps the new entries alone, each step once."""
+    import shutil
+
+    folder = tmp_path / "pipe"
+    shutil.copytree(trained, folder)
+    shutil.copytree(f"{trained}.work", f"{folder}.work")
+    log = Path(f"{folder}.work") / "log.jsonl"
+    with open(log, "a") as handle:
+        for step in (41, 42, 43):
+            entry = {"stage": "transformer", "step": step, "loss": 9.0, "lr": 2e-3, "seconds": 0}
+            handle.write(json.dumps(entry) + "\n")
+    run_training(train, folder, 45, ARGS)
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["stage"], e["step"]) for e in entries] == [("vae", n) for n in range(1, 31)] + [
+        ("transformer", n) for n in range(1, 46)]
+    np.testing.assert_array_equal(logged(folder, "transformer")[:40], logged(trained, "transformer"))
+    assert 9.0 not in logged(folder, "transformer")
+
+
 REUSE = ["--reuse", "2", "--pool-steps", "8"]
 
 

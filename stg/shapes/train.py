@@ -445,6 +445,22 @@ def save_pipeline(state, args, evaluation: dict | None) -> Path:
     return out
 
 
+def trim_log(log: Path, stage: str, step: int) -> None:
+    """Keep the log to the steps a run resumed at (stage, step) has behind it, each once: a run stopped past its
+    checkpoint takes those steps again, and only their new entries stay (the last of each step)."""
+    if not log.exists():
+        return
+    resumed_at, kept = (STAGES.index(stage), step), {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        position = (STAGES.index(entry["stage"]), entry["step"])
+        if position <= resumed_at:
+            kept[position] = line
+    trimmed = log.with_suffix(".tmp")
+    trimmed.write_text("".join(f"{kept[position]}\n" for position in sorted(kept)))
+    os.replace(trimmed, log)
+
+
 def main(argv=None, world: World = SHAPES) -> int:
     from tqdm.auto import tqdm
 
@@ -458,6 +474,7 @@ def main(argv=None, world: World = SHAPES) -> int:
     state = new_state(args)
     if checkpoint.exists():
         load_checkpoint(state, args, checkpoint)
+        trim_log(log, state["stage"], state["step"])
     command = f"{world.program} " + " ".join(argv)
     if not state["commands"] or state["commands"][-1]["command"] != command:
         state["commands"].append({"command": command, "from": f"{state['stage']} step {state['step']}"})
