@@ -61,7 +61,7 @@ def evaluate(args, backend, values: dict, world) -> int:
     from .inputs import COMMANDS, task
 
     draw = np.random.default_rng(args.draw)
-    records, started = [], time.perf_counter()
+    records, started, name = [], time.perf_counter(), Path(args.model).name
     for index in range(args.prompts):
         prompt, seed = world.prompt(draw), int(draw.integers(2**32))
         base = task(backend, COMMANDS["compare"], {**values, "prompt": prompt, "seed": seed}).request
@@ -69,9 +69,9 @@ def evaluate(args, backend, values: dict, world) -> int:
         videos = scales.run(backend, base, sweep, args.panels_per_run)
         records.append([{**world.judge(v.frames, prompt), "motion": metrics.motion(v.frames)} for v in videos])
         rows = summary(sweep, records, [*world.attributes, "all"], [*world.quality, "motion"])
-        title, text = _write(args, base, rows, f"{len(records)} prompts", Path(args.model).name)
+        title, text = _write(args, base, rows, f"{len(records)} prompts", name)
         print(f"\r{index + 1}/{args.prompts} prompts, {time.perf_counter() - started:.0f} s", end="", file=sys.stderr)
-    return _report(args, title, text, Path(args.model).name, started)
+    return _report(args, title, text, name, started)
 
 
 def evaluate_diversity(args, backend, values: dict, world) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import metrics, presets
+from .. import judged, metrics, presets
 from ..inputs import CFG, COMMANDS, MODEL, OUTPUT, PANELS, REQUEST, SETTINGS, STG, SWEEP, Setting
 from ..limits import PANELS_PER_RUN
 from ..values import Choice, InputError, shown
@@ -49,9 +49,10 @@ def add_model_options(parser: argparse.ArgumentParser, default: str | None = Non
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=default is None, default=default, metavar="KEY|ID|PATH",
                        help=f"a preset key ({', '.join(presets.all_presets())}), a hub id or a local "
-                            "diffusers pipeline folder (one written by a trainer here, python -m stg.lab.train or "
-                            "stg.shapes.train, gets its world's preset and judge); 'shapes' and 'lab' run offline on a "
-                            "CPU (small models trained on synthetic clips)"
+                            "diffusers pipeline folder (one written by a trainer here, "
+                            + " or ".join(f"python -m {trainer}" for *_, trainer in judged.WORLDS.values())
+                            + ", gets its world's preset and judge); 'shapes' and 'lab' run offline on a CPU (small "
+                            "models trained on synthetic clips)"
                             + (f" (default: {default})" if default else ""))
     group.add_argument("--device", type=_device,
                        help="torch device, such as cuda, cuda:1 or cpu (default: cuda when there is one)")
