@@ -34,6 +34,22 @@ def test_judge_reads_rendered_clips(degrade):
             assert v["colour_err"] < 3
 
 
+# Each latent's four frames as a VAE that decodes four from one can draw them: a jump, a halt, a slip back.
+STUTTER = [0, 1, 3, 3, 2, 5, 7, 7, 6, 9, 11, 11, 10, 13, 15, 15, 14]
+
+
+def test_judge_reads_a_stuttering_path_as_its_path():
+    """A path drawn in jumps and halts with a slip back keeps its kind (a judge reading frame-to-frame headings took
+    every such straight path for a bounce), and the judder figure tells it from the steady one."""
+    verdicts, steady = [], []
+    for scene in _scenes(100, seed=5):
+        clip = world.render(scene)
+        verdicts.append(judge.judge(clip[STUTTER], scene))
+        steady.append(judge.judge(clip, scene)["judder"])
+    assert np.mean([v["motion_ok"] for v in verdicts]) >= 0.95
+    assert max(steady) < 30 and min(v["judder"] for v in verdicts) > 50
+
+
 def test_judge_sees_what_is_wrong():
     scene = world.parse("a large red circle moving right quickly on a plain black background")
     other = world.scene_for(world.parse("two small red squares circling slowly on a striped black background"),

@@ -161,11 +161,11 @@ def test_the_vae_ceiling_judges_clips_as_rendered_and_after_the_round_trip(capsy
     clip = world.render(world.random_scene(np.random.default_rng(3)))
     decoded = ceiling.round_trip(vae, clip)
     assert decoded.shape == clip.shape and decoded.dtype == np.uint8
-    shares = ceiling.ceiling(vae, clips=8)
+    shares, judders = ceiling.ceiling(vae, clips=8)
     assert set(shares["rendered"].values()) == {1.0}
     assert shares["round trip"]["colour"] >= 7 / 8 and shares["round trip"]["background"] >= 7 / 8
     assert ceiling.main(["--clips", "2"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].split()[2:] == list(judge.ATTRIBUTES)
+    assert capsys.readouterr().out.splitlines()[0].split()[2:] == [*judge.ATTRIBUTES, "judder", "%"]
 
 
 def test_the_ceiling_sheet_shows_each_clip_beside_its_round_trip(tmp_path):

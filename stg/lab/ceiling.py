@@ -2,8 +2,9 @@
 
 Rendered clips of random scenes, judged as they are and after an encode-decode round trip through the model's VAE.
 No transformer can draw what its VAE cannot decode, so the round trip's share right per attribute is the model's
-ceiling: an attribute the round trip loses is the VAE's to fix, not guidance's. `--sheet` also draws the first few
-clips' frames beside their round trips, to see how it loses them.
+ceiling: an attribute the round trip loses is the VAE's to fix, not guidance's. So is the judder it adds (the median of
+the judge's `judder`, how unevenly the objects move). `--sheet` also draws the first few clips' frames beside their
+round trips, to see how it loses them.
 """
 
 from __future__ import annotations
@@ -37,15 +38,20 @@ def round_trips(vae, clips: int, seed: int):
         yield scene, clip, round_trip(vae, clip)
 
 
-def ceiling(vae, clips: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Share right per attribute of `clips` random scenes, rendered and round-tripped."""
+def ceiling(vae, clips: int, seed: int = 0) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Share right per attribute of `clips` random scenes, rendered and round-tripped; and the median judder (percent)
+    of each, how unevenly the objects move (a VAE that draws a latent's four frames in a jump and a halt adds it)."""
     right = {"rendered": dict.fromkeys(judge.ATTRIBUTES, 0), "round trip": dict.fromkeys(judge.ATTRIBUTES, 0)}
+    judders = {name: [] for name in right}
     for scene, clip, decoded in round_trips(vae, clips, seed):
         for name, frames in (("rendered", clip), ("round trip", decoded)):
             verdict = judge.judge(frames, scene)
             for attribute in judge.ATTRIBUTES:
                 right[name][attribute] += verdict[f"{attribute}_ok"]
-    return {name: {a: count / clips for a, count in counts.items()} for name, counts in right.items()}
+            if verdict["judder"] is not None:
+                judders[name].append(verdict["judder"])
+    shares = {name: {a: count / clips for a, count in counts.items()} for name, counts in right.items()}
+    return shares, {name: float(np.median(values)) if values else float("nan") for name, values in judders.items()}
 
 
 def sheet(vae, rows: int = 6, seed: int = 0, frames: tuple[int, ...] = (8, 16)) -> np.ndarray:
@@ -68,10 +74,10 @@ def main(argv=None) -> int:
     if args.sheet:
         image = Image.fromarray(sheet(vae, seed=args.seed))
         image.resize((image.width * 3, image.height * 3), Image.NEAREST).save(args.sheet)
-    shares = ceiling(vae, args.clips, args.seed)
-    print(f"{'share right':<12}" + "".join(f"{a:>11}" for a in judge.ATTRIBUTES))
+    shares, judders = ceiling(vae, args.clips, args.seed)
+    print(f"{'share right':<12}" + "".join(f"{a:>11}" for a in judge.ATTRIBUTES) + f"{'judder %':>11}")
     for name, right in shares.items():
-        print(f"{name:<12}" + "".join(f"{right[a]:>11.2f}" for a in judge.ATTRIBUTES))
+        print(f"{name:<12}" + "".join(f"{right[a]:>11.2f}" for a in judge.ATTRIBUTES) + f"{judders[name]:>11.1f}")
     return 0
 
 

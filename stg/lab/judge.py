@@ -2,7 +2,7 @@
 
 `judge(frames, prompt)` reads every attribute of the grammar back from the frames alone (count, size, colour, shape,
 motion, speed, pattern, background) and measures quality: speed against the prompt's true speed, shape fidelity
-(overlap of each object with the best-fitting rendered outline), and the steadiness of edges, colour and area.
+(overlap of each object with the best-fitting rendered outline), and the steadiness of motion, edges, colour and area.
 `diversity(videos, prompt)` compares the spread of what the prompt leaves free (start position, exact size) over
 several seeds with the spread the training distribution has. `FIGURES` is the figure set the lab preset adds.
 """
@@ -27,6 +27,9 @@ QUALITY = {
     "shape_iou": Figure("shape_iou", "", "overlap (intersection over union, 0-1) of each object with the rendered "
                         "outline of its class fitted to it, mean over frames (higher is truer to the shape)",
                         higher_is_better=True),
+    "judder": Figure("judder", "%", "how unevenly what moves moves: the spread of each moving object's speed from "
+                     "frame to frame, percent of its mean (0 for a steady path; a stutter, halting and jumping, is "
+                     "tens of percent)"),
     **{name: SHAPE_QUALITY[name] for name in ("edge_px", "area_var", "colour_err")},
 }
 _SHADES = np.array([shade for pair in BACKGROUNDS.values() for shade in pair], dtype=np.float32)  # [6, 3]
@@ -38,7 +41,7 @@ MIN_AREA = 0.004  # fraction of the frame: a smaller blob is no object
 LARGE = np.sqrt(SIZES["small"][1] * SIZES["large"][0])  # bounding-box side between the two classes (of the side)
 QUICK = np.sqrt(SPEEDS["slowly"] * SPEEDS["quickly"])  # speed between the two classes (of the side, per frame)
 TURN = 0.8  # radians of steady turning over the clip: more is circling
-REVERSAL = 2.4  # radians between consecutive headings: more is a bounce
+LEG = 3  # frames of the slow speed a path must go out and come back along its line to read as a bounce (at least 4)
 FLOOR = 0.2  # coverage below this (and above 1 minus it) reads as none (as full) when naming a shape
 SKEW = 0.28  # skewness of an object's rows: more is a triangle (0.57 drawn sharp, 0 for a circle or square)
 SQUARE_FILL = np.sqrt(np.pi / 4)  # share of its bounding box an object fills: more is a square (1), less a circle
@@ -124,23 +127,36 @@ def _tracks(solid: np.ndarray, min_area: float) -> list[list[tuple[int, np.ndarr
 
 
 def _motion(centres: np.ndarray, frames: np.ndarray, side: int) -> tuple[str, float]:
-    """The motion word and the mean speed (pixels a frame) of one object's centres, headings taken over two frames
-    (half the jitter of one)."""
+    """The motion word and the mean speed (pixels a frame) of one object's centres. The kind of path is read from the
+    whole path, not from frame to frame, so that a stutter (an object that halts and slips back a pixel or two, as a
+    VAE decoding four frames from one latent draws it) reads as neither a bounce nor a turn: a bounce goes back along
+    its line at least `LEG` frames of the slow speed after going at least as far out; a circle's last third heads
+    away from its first third's heading by two thirds of its turning."""
     steps = (centres[2:] - centres[:-2])[frames[2:] - frames[:-2] == 2] / 2
     if len(steps) < 2:
         return "still", 0.0
-    speeds = np.linalg.norm(steps, axis=1)
-    speed = float(np.median(speeds))
+    speed = float(np.median(np.linalg.norm(steps, axis=1)))
     if speed < 0.3 * SPEEDS["slowly"] * side:
         return "still", speed
-    heading = np.arctan2(steps[:, 1], steps[:, 0])[speeds >= 0.4 * speed]
-    turns = np.angle(np.exp(1j * np.diff(heading)))
-    if abs(turns[np.abs(turns) < 1.0].sum()) >= TURN:
+    centred = centres - centres.mean(axis=0)
+    along = centred @ np.linalg.svd(centred, full_matrices=False)[2][0]  # position along the path's main line
+    for out in (along, -along):
+        turn = int(out.argmax())
+        if min(out[turn] - out[0], out[turn] - out[-1]) >= LEG * SPEEDS["slowly"] * side:
+            return "bouncing", speed
+    third = max(len(centres) // 3, 1)
+    first, last = complex(*(centres[third] - centres[0])), complex(*(centres[-1] - centres[-1 - third]))
+    if first and last and 1.5 * abs(np.angle(last / first)) >= TURN:
         return "circling", speed
-    if (np.abs(turns) > REVERSAL).any():
-        return "bouncing", speed
     dx, dy = centres[-1] - centres[0]
     return (("right" if dx > 0 else "left") if abs(dx) >= abs(dy) else ("down" if dy > 0 else "up")), speed
+
+
+def _judder(centres: np.ndarray, frames: np.ndarray) -> float | None:
+    """How unevenly one moving object moves: the spread of its speed from each frame to the next, percent of its mean
+    (0 for the renderer's steady paths, about 10-20 where a bounce meets its wall)."""
+    speeds = np.linalg.norm(np.diff(centres, axis=0), axis=1)[np.diff(frames) == 1]
+    return float(speeds.std() / speeds.mean() * 100) if len(speeds) > 2 and speeds.mean() > 0 else None
 
 
 def read(frames: np.ndarray) -> dict:
@@ -182,12 +198,15 @@ def read(frames: np.ndarray) -> dict:
         centres = np.array([centroid(coverage[i] * ndimage.binary_dilation(m, iterations=2)) for i, m in track])
         motion, speed = _motion(centres, index, side)
         motions.append(motion)
-        verdict["objects"].append({"start": centres[0].tolist(), "side": _side(track[0][1]), "speed": speed})
+        verdict["objects"].append({"start": centres[0].tolist(), "side": _side(track[0][1]), "speed": speed,
+                                   "judder": None if motion == "still" else _judder(centres, index)})
     verdict["motion"] = max(motions, key=motions.count)  # ties: the larger object's
     speed = float(np.mean([o["speed"] for o in verdict["objects"]]))
     verdict["speed"] = "none" if verdict["motion"] == "still" else "quickly" if speed >= QUICK * side else "slowly"
     present = [i for i in range(length) if counts[i]]
+    judders = [o["judder"] for o in verdict["objects"] if o["judder"] is not None]
     verdict["figures"] = {"speed": speed, "shape_iou": float(shape_scores(masks, soft)[shape]),
+                          "judder": float(np.mean(judders)) if judders else None,
                           **quality(clip, coverage, solid, present, _PALETTE[colour])}
     return verdict
 
@@ -200,7 +219,7 @@ def judge(frames: np.ndarray, expected: Scene | str | None = None) -> dict:
     result = {name: verdict[name] for name in ATTRIBUTES}
     figures = verdict["figures"]
     result.update({name: None if figures.get(name) is None else round(float(figures[name]), 3)
-                   for name in ("shape_iou", "edge_px", "area_var", "colour_err")})
+                   for name in ("shape_iou", "judder", "edge_px", "area_var", "colour_err")})
     result["speed_err"] = None
     if isinstance(expected, str):
         expected = parse(expected)
