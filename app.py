@@ -1,7 +1,7 @@
 """STG Studio: one prompt and seed, a CFG video beside a CFG + STG video, in the browser and over HTTP.
 
-    python app.py                  # LTX-Video 2B from the hub on a GPU (falls back to the offline shapes model)
-    python app.py --model shapes   # offline, CPU: a small model trained on synthetic shapes
+    python app.py                  # LTX-Video 2B from the hub on a GPU (falls back to the offline lab model)
+    python app.py --model lab      # offline, CPU: a small model trained on a synthetic world with a ground truth
     STG_MODEL=KEY|ID|PATH python app.py
 
 This file is what a Space runs: it reads the arguments, loads the one model, builds the page (webapp/) and
@@ -23,7 +23,7 @@ import stg
 from stg.quiet import cannot_load, quiet_libraries
 
 DEFAULT_MODEL = "ltx-video"
-FALLBACK_MODEL = "shapes"  # runs anywhere, offline: what the app shows when the default model cannot run
+FALLBACK_MODEL = "lab"  # runs anywhere, offline: what the app shows when the default model cannot run
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -154,15 +154,15 @@ def test_same_seed_same_frames_and_none_seed_is_random(client):
     assert 0 <= seed < 2**32
 
 
-def test_load_falls_back_to_the_shapes_model_without_a_gpu(app_module, capsys):
+def test_load_falls_back_to_the_lab_model_without_a_gpu(app_module, capsys):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the default model would load")
     backend, reason = app_module.load_backend(None)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("STG Studio:")]
-    assert backend.model == "shapes" and "no GPU" in reason
-    assert len(lines) == 1 and "shapes" in lines[0]
+    assert backend.model == "lab" and "no GPU" in reason
+    assert len(lines) == 1 and "lab" in lines[0]
     assert not backend.preset.tiny and "synthetic" in backend.preset.notice
 
 

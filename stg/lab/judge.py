@@ -41,7 +41,7 @@ MIN_AREA = 0.004  # fraction of the frame: a smaller blob is no object
 LARGE = np.sqrt(SIZES["small"][1] * SIZES["large"][0])  # bounding-box side between the two classes (of the side)
 QUICK = np.sqrt(SPEEDS["slowly"] * SPEEDS["quickly"])  # speed between the two classes (of the side, per frame)
 TURN = 0.8  # radians of steady turning over the clip: more is circling
-LEG = 3  # frames of the slow speed a path must go out and come back along its line to read as a bounce (at least 4)
+LEG = 3  # frames of the slow speed a path must go out and back along its line to read as a bounce (rendered: 4 or more)
 FLOOR = 0.2  # coverage below this (and above 1 minus it) reads as none (as full) when naming a shape
 SKEW = 0.28  # skewness of an object's rows: more is a triangle (0.57 drawn sharp, 0 for a circle or square)
 SQUARE_FILL = np.sqrt(np.pi / 4)  # share of its bounding box an object fills: more is a square (1), less a circle
@@ -161,7 +161,7 @@ def _judder(centres: np.ndarray, frames: np.ndarray) -> float | None:
 
 def read(frames: np.ndarray) -> dict:
     """What the clip shows, in the grammar's words, with the measurements behind it (`objects`: per object its
-    centre and bounding-box side in the first frame it was seen, and its mean speed)."""
+    centre and bounding-box side in the first frame it was seen, its mean speed and its judder)."""
     clip = np.asarray(frames, dtype=np.float32)
     length, height, width, _ = clip.shape
     side = min(height, width)

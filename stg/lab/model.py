@@ -1,10 +1,10 @@
 """The lab model's components: an LTX-Video pipeline whose autoencoder compresses hard, so that a clip is few tokens.
 
-The VAE cuts 4x4 pixel patches and then halves space and time twice (`LTXVideoDownBlock3D` with spatio-temporal
-scaling): 16x in space and 4x in time, so 17 frames of 64x64 are 5 latent frames of 4x4, 80 tokens. The text encoder,
-tokenizer (over the lab grammar's words), transformer and scheduler are the shapes model's, at the lab's sizes.
-The `fine-latents` size cuts 2x2 patches instead: 8x in space into 12 channels, 8x8 latents a frame (320 tokens), so
-that each latent covers less of an object; its VAE keeps shapes better for a four times longer token sequence.
+The shipped model's VAE (`fine-latents`) cuts 2x2 pixel patches and then halves space and time twice
+(`LTXVideoDownBlock3D` with spatio-temporal scaling): 8x in space and 4x in time into 12 channels, so 17 frames of
+64x64 are 5 latent frames of 8x8, 320 tokens. The first lab model's (`full`) cut 4x4 patches, 16x in space into 48
+channels (80 tokens), and lost most shapes: each of its tokens covered more of an object. The text encoder, tokenizer
+(over the lab grammar's words), transformer and scheduler are the shapes model's, at the lab's sizes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ SHIPPED = Path(__file__).resolve().parents[2] / "assets" / "lab"  # the trained 
 
 @dataclass(frozen=True)
 class Sizes(shapes_model.TransformerSizes):
-    """The knobs of one model size; `FULL` is the shipped model, `TEST` what the tests train in seconds."""
+    """The knobs of one model size; `FINE_LATENTS` is the shipped model's, `FULL` the first lab model's, `TEST` what
+    the tests train in seconds."""
 
     latent: int = 48  # latent channels per token (4 patches by 4 in space, 4 frames: 16x16 pixels at patch 4)
     patch: int = 4  # pixels per side of the VAE's input patches; two halvings follow
