@@ -222,7 +222,7 @@ def test_an_image_to_video_model_suggests_its_full_size_model():
 
 # -- app.py as a process ---------------------------------------------------------------------------
 @pytest.mark.parametrize("model, line", [
-    ("ltx-video", r"STG Studio: cannot load 'ltx-video': OSError: .*; --model shapes runs offline"),
+    ("ltx-video", r"STG Studio: cannot load 'ltx-video': OSError: .*; --model lab runs offline"),
     ("no-such-model", r"STG Studio: model: 'no-such-model' is neither a preset .* nor a loadable .*"),
 ])
 def test_a_model_that_cannot_load_ends_the_app_in_one_line(model, line, tmp_path):

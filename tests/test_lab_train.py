@@ -164,8 +164,12 @@ def test_the_vae_ceiling_judges_clips_as_rendered_and_after_the_round_trip(capsy
     shares, judders = ceiling.ceiling(vae, clips=8)
     assert set(shares["rendered"].values()) == {1.0}
     assert shares["round trip"]["colour"] >= 7 / 8 and shares["round trip"]["background"] >= 7 / 8
-    assert ceiling.main(["--clips", "2"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].split()[2:] == [*judge.ATTRIBUTES, "judder", "%"]
+    assert ceiling.main(["--clips", "2", "--diversity", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[2:] == [*judge.ATTRIBUTES, "judder", "%"]
+    assert lines[-3].split() == ["diversity", *judge.DIVERSITY] and lines[-1].startswith("round trip")
+    rendered = [float(value) for value in lines[-2].split()[1:]]  # a few clips of the training data, as rendered
+    assert lines[-2].startswith("rendered") and all(0.5 < ratio < 1.5 for ratio in rendered)
 
 
 def test_the_ceiling_sheet_shows_each_clip_beside_its_round_trip(tmp_path):

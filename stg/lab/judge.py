@@ -274,7 +274,8 @@ def seen(verdict: dict) -> str:
         return f"nothing on a {verdict['pattern']} {verdict['background']} background"
     count = next((word for word, n in COUNTS.items() if n == verdict["count"]), str(verdict["count"]))
     plural = "s" if verdict["count"] > 1 else ""
-    motion = "standing still" if verdict["motion"] == "still" else f"{MOTION_WORDS[verdict['motion']]} {verdict['speed']}"
+    still = verdict["motion"] == "still"
+    motion = "standing still" if still else f"{MOTION_WORDS[verdict['motion']]} {verdict['speed']}"
     return (f"{count} {verdict['size']} {verdict['colour']} {verdict['shape']}{plural} {motion} on a "
             f"{verdict['pattern']} {verdict['background']} background")
 
