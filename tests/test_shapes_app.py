@@ -1,11 +1,9 @@
 """The app around the shapes model, as `python app.py` shows it without a GPU: the banner, the words it knows, the
-note on others, and the ground-truth figures under each video, over HTTP and in Chromium.
-STG_SCREENSHOT=assets/screenshot.png also writes the page's screenshot there (the README's)."""
+note on others, and the ground-truth figures under each video, over HTTP and in Chromium."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -46,7 +44,7 @@ def test_compare_over_http_records_the_shape_figures(shapes_server, tmp_path):
                        api_name="/compare")
 
 
-def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, page, tmp_path):
+def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, page):
     page.goto(shapes_server)
     banner = page.locator(".prose.banner").inner_text()
     assert "synthetic" in banner and "no GPU found" in banner
@@ -71,12 +69,3 @@ def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, pag
     button = page.locator("#both-video").get_by_role("button", name="Download").bounding_box()
     assert button["y"] >= video["y"] + video["height"] or button["y"] + button["height"] <= video["y"]
 
-    page.wait_for_timeout(500)  # let the progress overlays fade
-    shot = tmp_path / "page.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    target = os.environ.get("STG_SCREENSHOT")
-    if target:  # the README's copy: 256 colours keep the file small
-        from PIL import Image
-
-        Image.open(shot).convert("RGB").quantize(256).save(target, optimize=True)
