@@ -37,6 +37,7 @@ def test_the_offline_default_compares_and_judges_in_the_browser(app_module, page
         page.wait_for_timeout(500)  # let the progress overlays fade
         shot = tmp_path / "page.png"
         page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
     target = os.environ.get("STG_SCREENSHOT")
     if target:  # the README's copy: 256 colours keep the file small
         from PIL import Image

@@ -68,4 +68,3 @@ def test_page_says_what_the_model_knows_and_shows_its_figures(shapes_server, pag
     video = page.locator("#both-video video").bounding_box()
     button = page.locator("#both-video").get_by_role("button", name="Download").bounding_box()
     assert button["y"] >= video["y"] + video["height"] or button["y"] + button["height"] <= video["y"]
-
